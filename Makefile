@@ -1,0 +1,84 @@
+# How CNNs learn: build, test and run the executable book.   `make` (or `make help`) lists the targets.
+#
+#   make book               set up .venv, execute every chapter (quick mode), build the HTML
+#   make book MODE=full     the same in full mode (the website build)
+#   make test               lib unit tests + every chapter in quick mode + pipeline tests
+#
+# Variables: MODE=quick|full  SEED=<int>  DEVICE=auto|cpu|cuda  PYTHON=<python3.11>  NAME=<chapter>
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+MODE ?= quick
+SEED ?= 0
+DEVICE ?= auto
+PYTEST_ARGS ?=
+MATHJAX_VERSION := 3.2.2
+
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+MATHJAX := _build/npm/node_modules/mathjax/es5/tex-mml-chtml.js
+HTML := _build/html
+
+# Torch on 2 cores runs these small problems much faster with one intra-op thread (see `make bench-threads`).
+export OMP_NUM_THREADS ?= 1
+unexport MPLBACKEND
+
+.PHONY: help venv mathjax execute chapter stage html book test bench-threads lint clean clean-venv
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@echo "  variables: MODE=$(MODE) SEED=$(SEED) DEVICE=$(DEVICE) NAME=<chapter>"
+
+$(VENV_STAMP): environment.yml lib/pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (the pinned torch==2.13.0 wheel); set PYTHON=python3.11")'
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	mkdir -p _build
+	awk '/^ *- pip:/{f=1; next} f && /^ *- /{sub(/^ *- /, ""); print; next} f{exit}' environment.yml > _build/requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r _build/requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e lib
+	touch $@
+
+venv: $(VENV_STAMP) ## create .venv from environment.yml (the one dependency spec)
+
+$(MATHJAX):
+	npm install --silent --no-audit --no-fund --prefix _build/npm mathjax@$(MATHJAX_VERSION)
+	test -f $@
+
+mathjax: $(MATHJAX) ## vendor MathJax from npm (the book never loads it from a CDN)
+
+execute: $(VENV_STAMP) ## execute all chapters with papermill (cached; MODE, SEED, DEVICE)
+	$(PY) -m pipeline execute --mode $(MODE) --seed $(SEED) --device $(DEVICE)
+
+chapter: $(VENV_STAMP) ## execute one chapter: make chapter NAME=<stem> (always re-runs it)
+	@test -n "$(NAME)" || { echo "usage: make chapter NAME=<chapter>; chapters:"; $(PY) -m pipeline chapters; exit 2; }
+	$(PY) -m pipeline execute --force --mode $(MODE) --seed $(SEED) --device $(DEVICE) $(NAME)
+
+stage: execute $(MATHJAX) ## stage executed chapters + status page into _build/src
+	$(PY) -m pipeline stage
+
+html: stage ## build the HTML strictly (warnings fail) into _build/html
+	rm -rf _build/jb/_build/html
+	$(VENV)/bin/jupyter-book build _build/src --path-output _build/jb --warningiserror --nitpick --keep-going
+	rm -rf $(HTML)
+	cp -r _build/jb/_build/html $(HTML)
+	@echo "book: $(HTML)/index.html"
+
+book: html ## set up, execute (MODE=quick by default) and build the whole book
+
+test: $(VENV_STAMP) $(MATHJAX) ## run the test suite (lib, chapters in quick mode, pipeline, build)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench-threads: $(VENV_STAMP) ## measure torch intra-op threads 1 vs 2 on a chapter-sized problem
+	$(PY) bench/threads.py
+
+clean: ## remove build outputs (keeps .venv)
+	rm -rf _build/src _build/jb _build/html _build/claims _build/keys
+
+clean-venv: ## remove the virtual environment
+	rm -rf $(VENV)

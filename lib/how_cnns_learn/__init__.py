@@ -1,0 +1,25 @@
+"""how_cnns_learn: the shared library of the executable book on how (linear) CNNs learn.
+
+Modules (chapters import from these public names only):
+
+* :mod:`~how_cnns_learn.fourier` — the DFT convention, dominant frequency amplitudes;
+* :mod:`~how_cnns_learn.theory` — closed forms of the mode dynamics;
+* :mod:`~how_cnns_learn.data` — data sets generated in code and their structure (SVD of Σ_yx);
+* :mod:`~how_cnns_learn.simulate` — batched full-batch GD simulators and trajectory measurements;
+* :mod:`~how_cnns_learn.claims` — named, tolerance-checked claims that fail the chapter when broken;
+* :mod:`~how_cnns_learn.plotting` — the one figure style (the only module that imports matplotlib);
+* :mod:`~how_cnns_learn.repro` — parameters, seeding, device, environment footer.
+"""
+
+from . import claims, data, fourier, repro, simulate, theory
+
+__all__ = ["claims", "data", "fourier", "plotting", "repro", "simulate", "theory"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):  # plotting is imported lazily: math users need no matplotlib
+    if name == "plotting":
+        from . import plotting
+
+        return plotting
+    raise AttributeError(f"module 'how_cnns_learn' has no attribute {name!r}")

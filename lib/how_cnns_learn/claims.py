@@ -1,0 +1,263 @@
+"""Named claims: every result the prose states is a measured value checked against theory.
+
+A **claim** is ``(id, statement, measured, expected, tolerance, provenance)``. A chapter makes a
+:class:`ClaimSet`, states each claim right after the sentence it backs (the cell shows a one-line
+badge), and ends with :meth:`ClaimSet.finalize`, which
+
+1. shows the chapter's claims table (claim, measured, expected, tolerance, pass),
+2. writes a JSON record to ``$HOW_CNNS_LEARN_CLAIMS_DIR/<chapter>.json`` when that variable is set
+   (the book's executor sets it; the "Reproduction status" page is built from these records),
+3. raises :class:`ClaimFailure` naming every failed claim with its measured value and tolerance.
+
+Failing at the end (not at the first broken claim) is deliberate: the log and the table then show
+*all* broken claims of a run at once. The executor also fails a chapter that never calls
+``finalize`` (no record), so a claim cannot be skipped silently.
+
+Provenance of the reference value, one of :data:`PROVENANCE`:
+``paper`` (stated in a seed paper), ``restated`` (stated by a later paper), ``derived`` (derived in
+this book), ``recipe`` (an expected number from the research notes' reproduction recipes).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CLAIMS_DIR_ENV", "PROVENANCE", "Claim", "ClaimFailure", "ClaimSet"]
+
+CLAIMS_DIR_ENV = "HOW_CNNS_LEARN_CLAIMS_DIR"
+PROVENANCE = ("paper", "restated", "derived", "recipe")
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+class ClaimFailure(AssertionError):
+    """Raised by :meth:`ClaimSet.finalize` when at least one claim of the chapter failed."""
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        if len(value) > 6:
+            return "[" + ", ".join(_fmt(v) for v in value[:3]) + ", …, " + _fmt(value[-1]) + f"] ({len(value)})"
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One checked claim. ``measured``/``expected`` are scalars or equal-length lists (all must pass)."""
+
+    id: str
+    statement: str
+    measured: Any
+    expected: Any
+    tolerance: str
+    passed: bool
+    theory: str
+    provenance: str
+    worst: str = ""
+
+    def summary(self) -> str:
+        """One line for logs and error messages."""
+        verdict = "PASS" if self.passed else "FAIL"
+        worst = f" (worst: {self.worst})" if self.worst else ""
+        return (
+            f"[{verdict}] {self.id}: measured {_fmt(self.measured)}{worst}; "
+            f"expected {_fmt(self.expected)} with {self.tolerance} [{self.provenance}: {self.theory}]"
+        )
+
+    def _repr_html_(self) -> str:
+        colour = "#1a7f37" if self.passed else "#cf222e"
+        mark = "✓" if self.passed else "✗"
+        worst = f" (worst: {html.escape(self.worst)})" if self.worst else ""
+        return (
+            f'<div class="claim-badge" id="claim-{self.id}" style="border-left:4px solid {colour};'
+            f'padding:2px 8px;margin:4px 0;font-size:0.9em">'
+            f'<b style="color:{colour}">{mark} {html.escape(self.id)}</b> — measured '
+            f"<code>{html.escape(_fmt(self.measured))}</code>{worst}, expected "
+            f"<code>{html.escape(_fmt(self.expected))}</code> with {html.escape(self.tolerance)}"
+            f" <span style='color:#666'>({html.escape(self.provenance)}: {html.escape(self.theory)})</span></div>"
+        )
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+
+def _as_list(value: Any, name: str) -> list[float]:
+    arr = np.asarray(value, dtype=float).reshape(-1)
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty")
+    return [float(v) for v in arr]
+
+
+@dataclass
+class ClaimSet:
+    """The claims of one chapter. ``chapter`` is the chapter's file stem (it names the record)."""
+
+    chapter: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    claims: list[Claim] = field(default_factory=list)
+
+    def _add(self, claim: Claim) -> Claim:
+        if not _ID.match(claim.id):
+            raise ValueError(f"claim id {claim.id!r} must be lowercase letters, digits and '-'")
+        if any(c.id == claim.id for c in self.claims):
+            raise ValueError(f"claim id {claim.id!r} is used twice in chapter {self.chapter!r}")
+        if claim.provenance not in PROVENANCE:
+            raise ValueError(f"provenance {claim.provenance!r} of claim {claim.id!r} is not one of {PROVENANCE}")
+        if not claim.statement.strip() or not claim.theory.strip():
+            raise ValueError(f"claim {claim.id!r} needs a statement and the theory it is compared with")
+        self.claims.append(claim)
+        return claim
+
+    def check_close(
+        self,
+        claim_id: str,
+        statement: str,
+        measured: float | Sequence[float] | np.ndarray,
+        expected: float | Sequence[float] | np.ndarray,
+        *,
+        rtol: float | None = None,
+        atol: float | None = None,
+        theory: str,
+        provenance: str = "derived",
+    ) -> Claim:
+        """Pass when ``|measured − expected| ≤ atol + rtol·|expected|`` for every element.
+
+        ``measured`` and ``expected`` broadcast (e.g. many seeds against one theory value).
+        """
+        if rtol is None and atol is None:
+            raise ValueError(f"claim {claim_id!r}: give rtol and/or atol")
+        if (rtol is not None and rtol < 0) or (atol is not None and atol < 0):
+            raise ValueError(f"claim {claim_id!r}: tolerances must be >= 0")
+        m = np.asarray(measured, dtype=float)
+        e = np.asarray(expected, dtype=float)
+        try:
+            m_b, e_b = np.broadcast_arrays(m, e)
+        except ValueError as err:
+            raise ValueError(f"claim {claim_id!r}: measured {m.shape} and expected {e.shape} do not broadcast") from err
+        bound = (atol or 0.0) + (rtol or 0.0) * np.abs(e_b)
+        err = np.abs(m_b - e_b)
+        passed = bool(np.all(np.isfinite(m_b)) and np.all(err <= bound))
+        parts = ([f"rtol {rtol:g}"] if rtol is not None else []) + ([f"atol {atol:g}"] if atol is not None else [])
+        i = int(np.nanargmax(np.where(np.isfinite(err), err - bound, np.inf))) if err.size else 0
+        worst = ""
+        if m_b.size > 1:
+            rel = err.flat[i] / abs(e_b.flat[i]) if e_b.flat[i] != 0 else math.inf
+            worst = f"{m_b.flat[i]:.4g} vs {e_b.flat[i]:.4g}, rel. err {rel:.2g}"
+        measured_out: Any = float(m) if m.ndim == 0 else _as_list(m, "measured")
+        expected_out: Any = float(e) if e.ndim == 0 else _as_list(e, "expected")
+        return self._add(
+            Claim(claim_id, statement, measured_out, expected_out, " + ".join(parts), passed, theory, provenance, worst)
+        )
+
+    def check_between(
+        self,
+        claim_id: str,
+        statement: str,
+        measured: float | Sequence[float] | np.ndarray,
+        *,
+        lower: float | None = None,
+        upper: float | None = None,
+        theory: str,
+        provenance: str = "derived",
+    ) -> Claim:
+        """Pass when every element lies in ``[lower, upper]`` (either bound may be open)."""
+        if lower is None and upper is None:
+            raise ValueError(f"claim {claim_id!r}: give lower and/or upper")
+        if lower is not None and upper is not None and lower > upper:
+            raise ValueError(f"claim {claim_id!r}: lower {lower} > upper {upper}")
+        m = np.asarray(measured, dtype=float)
+        ok = np.isfinite(m)
+        if lower is not None:
+            ok &= m >= lower
+        if upper is not None:
+            ok &= m <= upper
+        lo = "-inf" if lower is None else f"{lower:g}"
+        hi = "inf" if upper is None else f"{upper:g}"
+        worst = ""
+        if m.size > 1:
+            worst = f"min {np.nanmin(m):.4g}, max {np.nanmax(m):.4g}"
+        measured_out: Any = float(m) if m.ndim == 0 else _as_list(m, "measured")
+        return self._add(
+            Claim(claim_id, statement, measured_out, f"[{lo}, {hi}]", "bound", bool(ok.all()), theory, provenance, worst)
+        )
+
+    def check_equal(
+        self, claim_id: str, statement: str, measured: Any, expected: Any, *, theory: str, provenance: str = "derived"
+    ) -> Claim:
+        """Pass when a discrete result (an order, a count, a label) equals the expected one exactly."""
+        m = measured.tolist() if isinstance(measured, np.ndarray) else measured
+        e = expected.tolist() if isinstance(expected, np.ndarray) else expected
+        if isinstance(m, tuple):
+            m = list(m)
+        if isinstance(e, tuple):
+            e = list(e)
+        return self._add(Claim(claim_id, statement, m, e, "exact", bool(m == e), theory, provenance))
+
+    @property
+    def failed(self) -> list[Claim]:
+        """Claims that did not pass."""
+        return [c for c in self.claims if not c.passed]
+
+    def table(self):  # -> pandas.DataFrame (pandas imported lazily)
+        """The claims as a table: claim, measured, expected, tolerance, pass."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [
+                {
+                    "claim": c.id,
+                    "statement": c.statement,
+                    "measured": _fmt(c.measured) + (f" ({c.worst})" if c.worst else ""),
+                    "expected": _fmt(c.expected),
+                    "tolerance": c.tolerance,
+                    "theory": f"{c.theory} [{c.provenance}]",
+                    "pass": "✓" if c.passed else "✗ FAIL",
+                }
+                for c in self.claims
+            ]
+        )
+
+    def record(self) -> dict[str, Any]:
+        """The machine-readable record of this chapter's claims."""
+        return {
+            "chapter": self.chapter,
+            "parameters": self.parameters,
+            "n_claims": len(self.claims),
+            "n_failed": len(self.failed),
+            "claims": [asdict(c) for c in self.claims],
+        }
+
+    def finalize(self) -> None:
+        """Show the table, write the record (if the executor asked for one), raise if any claim failed."""
+        if not self.claims:
+            raise ClaimFailure(f"chapter {self.chapter!r} states no claims; every chapter must check its results")
+        try:
+            from IPython.display import display
+
+            display(self.table().style.hide(axis="index"))
+        except ImportError:  # pragma: no cover - IPython is a dependency
+            print(self.table().to_string(index=False))
+        target = os.environ.get(CLAIMS_DIR_ENV)
+        if target:
+            path = Path(target)
+            path.mkdir(parents=True, exist_ok=True)
+            tmp = path / f".{self.chapter}.json.tmp"
+            tmp.write_text(json.dumps(self.record(), indent=2, default=str))
+            tmp.replace(path / f"{self.chapter}.json")
+        if self.failed:
+            lines = "\n".join("  " + c.summary() for c in self.failed)
+            raise ClaimFailure(
+                f"{len(self.failed)} of {len(self.claims)} claims failed in chapter {self.chapter!r}:\n{lines}"
+            )

@@ -1,0 +1,160 @@
+"""Data sets generated in code, and the statistical structure they carry.
+
+Two central objects:
+
+* A **dataset structure** is ``(U, s, φ)``: the SVD ``Σ_yx = U diag(s) Vᵀ`` of the input–output
+  correlation, with ``U`` of shape ``(p, p)`` (columns ``u_α``), ``s`` of shape ``(p,)`` in decreasing
+  order, and the right singular vectors shown as images ``φ`` of shape ``(p, n, n)``, unit L2 norm.
+* A **training set** is ``(inputs, targets, reduction)``: images ``(N, n, n)``, targets ``(N, p)``
+  and how the squared loss averages over items (``"sum"``: ``L = ½ Σ_μ ‖e^μ‖²``; ``"mean"``: ``1/N`` times
+  that). The correlations use the same weighting: ``Σ_yx = w Σ_μ y^μ x^μᵀ`` with ``w = 1`` or ``1/N``.
+
+Nothing here downloads data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "DatasetStructure",
+    "TrainingSet",
+    "cosine_image",
+    "designed_structure",
+    "structure_items",
+]
+
+Reduction = Literal["sum", "mean"]
+
+
+@dataclass(frozen=True)
+class DatasetStructure:
+    """``Σ_yx = Σ_α s_α u_α φ_αᵀ``: U ``(p, p)``, s ``(p,)`` decreasing, phi ``(p, n, n)`` orthonormal."""
+
+    U: NDArray[np.floating]
+    s: NDArray[np.floating]
+    phi: NDArray[np.floating]
+
+    def __post_init__(self) -> None:
+        p = self.s.shape[0]
+        if self.s.ndim != 1 or self.U.shape != (p, p) or self.phi.ndim != 3 or self.phi.shape[0] != p:
+            raise ValueError(
+                f"inconsistent structure: U {self.U.shape}, s {self.s.shape}, phi {self.phi.shape}; "
+                "expected U (p, p), s (p,), phi (p, n, n)"
+            )
+        if self.phi.shape[1] != self.phi.shape[2]:
+            raise ValueError(f"phi images must be square, got {self.phi.shape[1:]}")
+
+    @property
+    def n(self) -> int:
+        """Image side length."""
+        return int(self.phi.shape[-1])
+
+    @property
+    def p(self) -> int:
+        """Number of modes (= outputs)."""
+        return int(self.s.shape[0])
+
+    @property
+    def sigma_yx(self) -> NDArray[np.floating]:
+        """``Σ_yx`` as a ``(p, n²)`` matrix."""
+        return (self.U * self.s) @ self.phi.reshape(self.p, -1)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Full-batch training data: inputs ``(N, n, n)``, targets ``(N, p)``, loss reduction."""
+
+    inputs: NDArray[np.floating]
+    targets: NDArray[np.floating]
+    reduction: Reduction = "sum"
+
+    def __post_init__(self) -> None:
+        if self.inputs.ndim != 3 or self.inputs.shape[1] != self.inputs.shape[2]:
+            raise ValueError(f"inputs must have shape (N, n, n), got {self.inputs.shape}")
+        if self.targets.ndim != 2 or self.targets.shape[0] != self.inputs.shape[0]:
+            raise ValueError(
+                f"targets must have shape (N, p) with N = {self.inputs.shape[0]}, got {self.targets.shape}"
+            )
+        if self.reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
+
+    @property
+    def item_weight(self) -> float:
+        """``w`` in ``L = (w/2) Σ_μ ‖e^μ‖²``: 1 for ``"sum"``, ``1/N`` for ``"mean"``."""
+        return 1.0 if self.reduction == "sum" else 1.0 / self.inputs.shape[0]
+
+    @property
+    def flat_inputs(self) -> NDArray[np.floating]:
+        """Inputs as rows, ``(N, n²)``."""
+        return self.inputs.reshape(self.inputs.shape[0], -1)
+
+    @property
+    def sigma_yx(self) -> NDArray[np.floating]:
+        """``Σ_yx = w Σ_μ y^μ x^μᵀ``, shape ``(p, n²)``."""
+        return self.item_weight * self.targets.T @ self.flat_inputs
+
+    @property
+    def sigma_xx(self) -> NDArray[np.floating]:
+        """``Σ_xx = w Σ_μ x^μ x^μᵀ``, shape ``(n², n²)``."""
+        X = self.flat_inputs
+        return self.item_weight * X.T @ X
+
+    def structure(self) -> DatasetStructure:
+        """SVD of ``Σ_yx`` with signs fixed so that each ``u_α`` has a positive largest-|·| entry."""
+        n = self.inputs.shape[-1]
+        U, s, Vt = np.linalg.svd(self.sigma_yx, full_matrices=False)
+        p = self.targets.shape[1]
+        U, s, Vt = U[:, :p], s[:p], Vt[:p]
+        signs = np.sign(U[np.argmax(np.abs(U), axis=0), np.arange(p)])
+        return DatasetStructure(U=U * signs, s=s, phi=(Vt * signs[:, None]).reshape(p, n, n))
+
+
+def cosine_image(n: int, k1: int, k2: int) -> NDArray[np.floating]:
+    """Unit-norm cosine grating ``cos(2π(k1·row + k2·col)/n)``, shape ``(n, n)``.
+
+    Its spectrum is the conjugate pair ``±(k1, k2)`` with ``|Qφ| = n/√2`` (or ``n`` at DC/Nyquist).
+    """
+    if n < 2:
+        raise ValueError(f"image side n must be >= 2, got {n}")
+    rows, cols = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    img = np.cos(2 * np.pi * (k1 * rows + k2 * cols) / n)
+    norm = np.linalg.norm(img)
+    if norm < 1e-12:
+        raise ValueError(f"cos grating ({k1}, {k2}) vanishes on an {n}x{n} grid")
+    return img / norm
+
+
+def designed_structure(u_seed: int = 1) -> DatasetStructure:
+    """Data set **D1** ("designed structure"): n = 8, p = 3, s = (3, 2, 1).
+
+    * φ₁ = ½[c(0,1) + c(1,0) + c(1,1) + c(1,−1)]: spread over four pairs, Φ* = 2√2;
+    * φ₂ = c(0,2): a pure cosine, Φ* = 4√2;
+    * φ₃ = 0.9 c(2,0) + √0.19 c(2,2): dominant plus secondary pair, Φ* = 0.9·4√2.
+
+    ``U`` is the Q factor of the QR decomposition of a 3×3 standard-normal matrix drawn with
+    ``numpy.random.default_rng(u_seed)`` (research notes §5.2).
+    """
+    n = 8
+    phi = np.stack(
+        [
+            0.5 * (cosine_image(n, 0, 1) + cosine_image(n, 1, 0) + cosine_image(n, 1, 1) + cosine_image(n, 1, -1)),
+            cosine_image(n, 0, 2),
+            0.9 * cosine_image(n, 2, 0) + np.sqrt(0.19) * cosine_image(n, 2, 2),
+        ]
+    )
+    U, _ = np.linalg.qr(np.random.default_rng(u_seed).standard_normal((3, 3)))
+    return DatasetStructure(U=U, s=np.array([3.0, 2.0, 1.0]), phi=phi)
+
+
+def structure_items(structure: DatasetStructure) -> TrainingSet:
+    """The p items ``x_α = φ_α`` with targets ``y_α = s_α u_α`` and the sum loss.
+
+    Then ``Σ_yx`` is exactly the given structure and ``Σ_xx`` is the projector onto span{φ}
+    (assumption A1 with ``d_α = 1``).
+    """
+    return TrainingSet(inputs=structure.phi.copy(), targets=(structure.U * structure.s).T.copy(), reduction="sum")

@@ -1,0 +1,129 @@
+"""Reproducibility helpers: chapter parameters, seeding, device choice, and the environment footer.
+
+Every chapter starts with a papermill ``parameters`` cell holding ``quick`` (bool), ``seed`` (int)
+and ``device`` (``"auto"``, ``"cpu"`` or ``"cuda"``), then calls :func:`chapter_setup`, which
+validates them, seeds every generator, picks the device and starts the chapter's clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import random
+import subprocess
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+__all__ = [
+    "ChapterContext",
+    "chapter_setup",
+    "environment_report",
+    "lib_hash",
+    "resolve_device",
+    "seed_everything",
+]
+
+_DEVICES = ("auto", "cpu", "cuda")
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> np.random.Generator:
+    """Seed Python, numpy and torch (CPU and CUDA); optionally make cuDNN deterministic.
+
+    Returns a fresh ``numpy.random.Generator`` seeded with ``seed`` for code that takes one.
+    """
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(int(seed))
+    np.random.seed(int(seed))
+    torch.manual_seed(int(seed))
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(int(seed))
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+    return np.random.default_rng(int(seed))
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; ``"cpu"``/``"cuda"`` as asked (error if unavailable)."""
+    name = str(device)
+    if name not in _DEVICES and not name.startswith("cuda:"):
+        raise ValueError(f"unknown device {device!r}; use one of {_DEVICES} or 'cuda:<index>'")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+_LIB_DIR = Path(__file__).resolve().parent
+
+
+def lib_hash() -> str:
+    """SHA-256 (first 12 hex digits) of every ``.py`` file of this package, in path order."""
+    digest = hashlib.sha256()
+    for path in sorted(_LIB_DIR.rglob("*.py")):
+        digest.update(path.relative_to(_LIB_DIR).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=_LIB_DIR, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if out.returncode != 0:
+        return "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=_LIB_DIR, capture_output=True, text=True, timeout=5)
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+@dataclass(frozen=True)
+class ChapterContext:
+    """What :func:`chapter_setup` returns: validated parameters, the device, a seeded generator."""
+
+    quick: bool
+    seed: int
+    device: torch.device
+    rng: np.random.Generator
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The chapter parameters as passed (device as resolved)."""
+        return {"quick": self.quick, "seed": self.seed, "device": str(self.device)}
+
+
+def chapter_setup(quick: Any, seed: Any, device: Any) -> ChapterContext:
+    """Validate the papermill parameters, seed everything, pick the device, start the clock."""
+    if not isinstance(quick, bool):
+        raise ValueError(f"parameter quick must be True or False, got {quick!r}")
+    rng = seed_everything(seed)
+    return ChapterContext(quick=quick, seed=int(seed), device=resolve_device(device), rng=rng)
+
+
+def environment_report(context: ChapterContext) -> pd.DataFrame:
+    """The footer every chapter ends with: versions, git commit, lib hash, device, run time, parameters."""
+    versions = {name: metadata.version(name) for name in ("numpy", "scipy", "torch", "pandas", "seaborn")}
+    rows = {
+        "python": platform.python_version(),
+        **versions,
+        "git commit": _git_commit(),
+        "lib hash": lib_hash(),
+        "device": str(context.device),
+        "torch threads": str(torch.get_num_threads()),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
+        "run time [s]": f"{time.perf_counter() - context.started:.1f}",
+        "parameters": ", ".join(f"{k}={v}" for k, v in context.parameters.items()),
+    }
+    return pd.DataFrame({"value": rows}).rename_axis("environment")

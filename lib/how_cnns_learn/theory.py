@@ -1,0 +1,126 @@
+"""Closed forms of the mode dynamics of two-layer linear networks.
+
+The central object is a **mode**: one singular triplet ``(s_α, u_α, φ_α)`` of the input–output
+correlation ``Σ_yx = U S Vᵀ``, with *mode strength* ``a_α(t) = u_αᵀ Σ_ŷx(t) φ_α``.
+
+Under aligned, balanced, small initialisation and shared right singular vectors (assumption A1),
+each mode of a two-layer linear network obeys the logistic ODE
+
+    τ da/dt = 2 g a (s − a)                                   (mode ODE)
+
+with *rate factor* ``g = 1`` for the fully connected network (Saxe, McClelland & Ganguli 2014) and
+``g = Φ*_α`` for the two-layer linear CNN with a full-size circular kernel (derived in the book;
+the per-frequency form is Eq. (1) of He et al. 2024, restating Pinson et al. 2023).
+
+Time is measured in **gradient-descent steps**: ``t/τ = η · step`` with learning rate ``η``.
+All functions are pure numpy and vectorise over array arguments.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "LN9",
+    "mode_strength",
+    "mode_strength_discrete",
+    "transition_width",
+    "transition_time",
+    "logistic_through",
+]
+
+LN9 = float(np.log(9.0))
+"""``ln 9``: the 10 %→90 % rise of a logistic takes ``ln 9`` units of its rate's inverse."""
+
+
+def _positive(name: str, value: ArrayLike) -> NDArray[np.floating]:
+    arr = np.asarray(value, dtype=float)
+    if np.any(~np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    return arr
+
+
+def mode_strength(
+    steps: ArrayLike, s: ArrayLike, a0: ArrayLike, lr: float, rate_factor: ArrayLike = 1.0
+) -> NDArray[np.floating]:
+    """Closed-form solution of the mode ODE ``τ da/dt = 2 g a (s − a)`` (Saxe et al. 2014, eq. 9 form).
+
+    ``a(t) = s e^{2 g s t/τ} / (e^{2 g s t/τ} − 1 + s/a₀)`` with ``t/τ = lr · steps``.
+
+    Args:
+        steps: gradient-descent steps, any shape; broadcast against ``s``, ``a0``, ``rate_factor``.
+        s: singular value(s) ``s_α > 0``.
+        a0: initial mode strength(s) ``0 < a₀``.
+        lr: learning rate η (τ = 1/η).
+        rate_factor: ``g``: 1 for the FCNN, ``Φ*_α`` for the full-kernel linear CNN.
+
+    >>> float(mode_strength(0, 2.0, 1e-3, 0.01))
+    0.001
+    >>> round(float(mode_strength(1e6, 2.0, 1e-3, 0.01)), 12)
+    2.0
+    """
+    s_ = _positive("s", s)
+    a0_ = _positive("a0", a0)
+    g = _positive("rate_factor", rate_factor)
+    _positive("lr", lr)
+    x = 2.0 * g * s_ * lr * np.asarray(steps, dtype=float)
+    # Stable form: a = s / (1 + (s/a0 - 1) e^{-x}).
+    return s_ / (1.0 + (s_ / a0_ - 1.0) * np.exp(-x))
+
+
+def mode_strength_discrete(
+    n_steps: int, s: ArrayLike, a0: ArrayLike, lr: float, rate_factor: ArrayLike = 1.0
+) -> NDArray[np.floating]:
+    """Exact gradient-descent trajectory of one aligned, balanced mode, shape ``(n_steps + 1, *s.shape)``.
+
+    For the FCNN an aligned balanced mode has both layers' singular values equal to ``c = √a``, and one
+    GD step maps ``c ← c + η c (s − c²)``. The continuous closed form :func:`mode_strength` is its
+    ``η → 0`` limit; the difference between the two is ``O(η)``. Only ``rate_factor = 1`` is exact here
+    (the CNN's per-frequency units carry different norms); other values are rejected.
+    """
+    if n_steps < 0:
+        raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+    if np.any(np.asarray(rate_factor) != 1.0):
+        raise ValueError("mode_strength_discrete implements the FCNN map only (rate_factor must be 1)")
+    s_ = _positive("s", s)
+    c = np.sqrt(_positive("a0", a0)) * np.ones_like(s_)
+    out = np.empty((n_steps + 1,) + s_.shape)
+    out[0] = c**2
+    for k in range(n_steps):
+        c = c + lr * c * (s_ - c**2)
+        out[k + 1] = c**2
+    return out
+
+
+def transition_width(s: ArrayLike, lr: float, rate_factor: ArrayLike = 1.0) -> NDArray[np.floating]:
+    """10 %→90 % width of a stage, in steps: ``Δt = τ ln 9 / (g s)`` (independent of a₀).
+
+    >>> round(float(transition_width(3.0, 0.01)), 1)   # FCNN mode s = 3 at η = 0.01
+    73.2
+    """
+    return LN9 / (_positive("rate_factor", rate_factor) * _positive("s", s) * _positive("lr", lr))
+
+
+def transition_time(s: ArrayLike, a0: ArrayLike, lr: float, rate_factor: ArrayLike = 1.0) -> NDArray[np.floating]:
+    """Step at which the closed form crosses ``s/2``: ``t50 = τ ln(s/a₀ − 1) / (2 g s)``."""
+    s_ = _positive("s", s)
+    a0_ = _positive("a0", a0)
+    if np.any(a0_ >= s_ / 2):
+        raise ValueError("transition_time needs a0 < s/2 (the mode must start below its midpoint)")
+    return np.log(s_ / a0_ - 1.0) / (2.0 * _positive("rate_factor", rate_factor) * s_ * _positive("lr", lr))
+
+
+def logistic_through(
+    steps: ArrayLike, s: ArrayLike, t50: ArrayLike, lr: float, rate_factor: ArrayLike = 1.0
+) -> NDArray[np.floating]:
+    """The closed form re-parametrised by its midpoint: ``a(t) = s / (1 + e^{−2 g s η (t − t50)})``.
+
+    Used to compare a simulation from *random* small init (whose alignment transient shifts the
+    effective a₀) with the theory's shape, aligned at the measured midpoint ``t50``.
+    """
+    s_ = _positive("s", s)
+    x = 2.0 * _positive("rate_factor", rate_factor) * s_ * _positive("lr", lr) * (
+        np.asarray(steps, dtype=float) - np.asarray(t50, dtype=float)
+    )
+    return s_ / (1.0 + np.exp(-x))

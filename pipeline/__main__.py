@@ -1,0 +1,54 @@
+"""Command line: ``python -m pipeline execute|stage|chapters``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import yaml
+
+from .execute import ChapterFailed, base_parameters, chapters, execute_book, find_chapter
+from .stage import stage
+
+
+def _extra_parameters(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise SystemExit(f"--param expects NAME=VALUE, got {pair!r}")
+        out[name] = yaml.safe_load(value)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("execute", help="execute chapters with papermill (cached)")
+    ex.add_argument("names", nargs="*", help="chapter stems (default: all)")
+    ex.add_argument("--mode", choices=["quick", "full"], default="quick")
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--device", default="auto")
+    ex.add_argument("--timeout", type=int, default=1200, help="per-cell execution timeout in seconds")
+    ex.add_argument("--force", action="store_true", help="ignore the cache")
+    ex.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="extra chapter parameter")
+    sub.add_parser("stage", help="stage executed chapters and the status page into _build/src")
+    sub.add_parser("chapters", help="list chapter stems")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "chapters":
+            print("\n".join(c.stem for c in chapters()))
+        elif args.command == "execute":
+            params = {**base_parameters(args.mode, args.seed, args.device), **_extra_parameters(args.param)}
+            selected = [find_chapter(n) for n in args.names] if args.names else chapters()
+            execute_book(selected, params, timeout=args.timeout, force=args.force)
+        elif args.command == "stage":
+            print(stage())
+    except (ChapterFailed, ValueError) as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

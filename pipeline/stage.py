@@ -1,0 +1,109 @@
+"""Stage the executed book for Jupyter Book, and generate the reproduction-status page.
+
+The staged source ``_build/src`` holds: the executed chapters (``book/*.ipynb``, written by
+:mod:`pipeline.execute`), copies of the prose pages, ``_toc.yml``, ``_config.yml`` with Jupyter Book's
+own execution switched off, and MathJax under ``_extra/mathjax`` (served locally: the machines that
+build and read this book may have no internet). The status page is ``book/reproduction_status.md``
+with its ``<!-- claims-table -->`` marker replaced by the table of every chapter's claims.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .execute import BOOK, ROOT, BuildPaths, ChapterFailed, chapters
+
+STATUS_PAGE = "reproduction_status.md"
+MARKER = "<!-- claims-table -->"
+MATHJAX_NPM = ROOT / "_build" / "npm" / "node_modules" / "mathjax" / "es5"
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        if len(value) > 6:
+            return "[" + ", ".join(_fmt(v) for v in value[:3]) + f", … ({len(value)} values)]"
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def status_table(paths: BuildPaths = BuildPaths(), book: Path = BOOK) -> str:
+    """Markdown for the status page: a summary line and one row per claim of every chapter."""
+    rows, total, failed = [], 0, 0
+    for chapter in chapters(book):
+        record_path = paths.claims / f"{chapter.stem}.json"
+        if not record_path.exists():
+            raise ChapterFailed(f"no claims record for chapter {chapter.stem}; execute it before staging")
+        record = json.loads(record_path.read_text())
+        params = ", ".join(f"{k}={v}" for k, v in record["parameters"].items())
+        for c in record["claims"]:
+            total += 1
+            failed += not c["passed"]
+            measured = _fmt(c["measured"]) + (f" ({c['worst']})" if c.get("worst") else "")
+            rows.append(
+                f"| [{chapter.stem}]({chapter.stem}.ipynb) | `{c['id']}` | {_cell(c['statement'])} | "
+                f"{_cell(measured)} | {_cell(_fmt(c['expected']))} | {_cell(c['tolerance'])} | "
+                f"{'✓ pass' if c['passed'] else '✗ FAIL'} | {_cell(c['provenance'])}: {_cell(c['theory'])} | "
+                f"{_cell(params)} |"
+            )
+    header = (
+        f"**{total - failed} of {total} claims pass** across {len(chapters(book))} chapters.\n\n"
+        "| chapter | claim | statement | measured | expected | tolerance | status | reference (provenance) | run |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
+    return header + "\n".join(rows) + "\n"
+
+
+def _staged_config(source: Path) -> str:
+    text = source.read_text()
+    new, count = re.subn(r"(?m)^(\s*execute_notebooks:\s*).*$", r'\1"off"', text)
+    if count != 1:
+        raise ChapterFailed(f"{source} must set execute.execute_notebooks exactly once (found {count})")
+    return new
+
+
+def stage(paths: BuildPaths = BuildPaths(), book: Path = BOOK, root: Path = ROOT) -> Path:
+    """Write ``_build/src``; returns its path. Requires every chapter to be executed."""
+    src = paths.root / "src"
+    staged_book = src / "book"
+    staged_book.mkdir(parents=True, exist_ok=True)
+    chapter_stems = {c.stem for c in chapters(book)}
+    for stale in staged_book.iterdir():  # pages or notebooks whose source is gone
+        if stale.is_file() and not ((book / stale.name).exists() or stale.stem in chapter_stems):
+            stale.unlink()
+    for chapter in chapters(book):
+        if not (staged_book / f"{chapter.stem}.ipynb").exists():
+            raise ChapterFailed(f"chapter {chapter.stem} has no executed notebook; run the execute step first")
+    for page in sorted(book.glob("*.md")):
+        if page.stem in chapter_stems:
+            continue
+        text = page.read_text()
+        if page.name == STATUS_PAGE:
+            if MARKER not in text:
+                raise ChapterFailed(f"{page} lacks the marker {MARKER}")
+            text = text.replace(MARKER, status_table(paths, book))
+        (staged_book / page.name).write_text(text)
+    for extra in sorted(book.glob("*.png")) + sorted(book.glob("*.bib")):
+        shutil.copy2(extra, staged_book / extra.name)
+    shutil.copy2(root / "_toc.yml", src / "_toc.yml")
+    (src / "_config.yml").write_text(_staged_config(root / "_config.yml"))
+    if not (MATHJAX_NPM / "tex-mml-chtml.js").exists():
+        raise ChapterFailed(f"MathJax not found at {MATHJAX_NPM}; run `make mathjax`")
+    target = src / "_extra" / "mathjax"
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    shutil.copy2(MATHJAX_NPM / "tex-mml-chtml.js", target / "tex-mml-chtml.js")
+    for sub in ("input", "output", "ui", "a11y", "adaptors", "sre"):
+        if (MATHJAX_NPM / sub).exists():
+            shutil.copytree(MATHJAX_NPM / sub, target / sub)
+    return src
