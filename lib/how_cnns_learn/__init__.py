@@ -11,15 +11,9 @@ Modules (chapters import from these public names only):
 * :mod:`~how_cnns_learn.repro` — parameters, seeding, device, environment footer.
 """
 
+# plotting (matplotlib) is not imported here: `from how_cnns_learn import plotting` loads it on demand.
 from . import claims, data, fourier, repro, simulate, theory
 
 __all__ = ["claims", "data", "fourier", "plotting", "repro", "simulate", "theory"]
 __version__ = "0.1.0"
 
-
-def __getattr__(name: str):  # plotting is imported lazily: math users need no matplotlib
-    if name == "plotting":
-        from . import plotting
-
-        return plotting
-    raise AttributeError(f"module 'how_cnns_learn' has no attribute {name!r}")

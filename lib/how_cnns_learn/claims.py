@@ -93,6 +93,17 @@ class Claim:
         return self.summary()
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars/arrays and tuples → plain Python values and lists (comparable, JSON-serialisable)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _as_list(value: Any, name: str) -> list[float]:
     arr = np.asarray(value, dtype=float).reshape(-1)
     if arr.size == 0:
@@ -197,12 +208,7 @@ class ClaimSet:
         self, claim_id: str, statement: str, measured: Any, expected: Any, *, theory: str, provenance: str = "derived"
     ) -> Claim:
         """Pass when a discrete result (an order, a count, a label) equals the expected one exactly."""
-        m = measured.tolist() if isinstance(measured, np.ndarray) else measured
-        e = expected.tolist() if isinstance(expected, np.ndarray) else expected
-        if isinstance(m, tuple):
-            m = list(m)
-        if isinstance(e, tuple):
-            e = list(e)
+        m, e = _plain(measured), _plain(expected)
         return self._add(Claim(claim_id, statement, m, e, "exact", bool(m == e), theory, provenance))
 
     @property

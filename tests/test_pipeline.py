@@ -1,0 +1,124 @@
+"""The execution pipeline: cache keys, parameter checks, and chapters that must fail loudly."""
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipeline import execute as ex
+
+TOY = textwrap.dedent(
+    '''\
+    ---
+    jupytext:
+      text_representation:
+        extension: .md
+        format_name: myst
+    kernelspec:
+      display_name: Python 3
+      language: python
+      name: python3
+    ---
+
+    # A toy chapter
+
+    ```{{code-cell}} ipython3
+    :tags: [parameters]
+
+    quick = True
+    seed = 0
+    device = "auto"
+    ```
+
+    ```{{code-cell}} ipython3
+    {body}
+    ```
+    '''
+)
+
+CLAIM = """from how_cnns_learn import claims as claims_api
+claims = claims_api.ClaimSet("{stem}")
+claims.check_close("toy-width", "The toy width is 73.2 steps.", measured={measured}, expected=73.2, rtol=0.1,
+                   theory="tau ln 9 / s")
+claims.finalize()"""
+
+
+def _chapter(folder: Path, stem: str, body: str) -> Path:
+    path = folder / f"{stem}.md"
+    path.write_text(TOY.format(body=body))
+    return path
+
+
+PARAMS = {"quick": True, "seed": 0, "device": "cpu"}
+
+
+def test_cache_key_sees_chapter_lib_parameters_and_spec(tmp_path):
+    lib = tmp_path / "lib"
+    (lib / "pkg").mkdir(parents=True)
+    (lib / "pkg" / "mod.py").write_text("x = 1\n")
+    spec = tmp_path / "environment.yml"
+    spec.write_text("dependencies: []\n")
+    chapter = _chapter(tmp_path, "toy", "pass")
+    key = ex.cache_key(chapter, PARAMS, lib, spec)
+    assert ex.cache_key(chapter, PARAMS, lib, spec) == key  # nothing changed: same key
+    (lib / "pkg" / "mod.py").write_text("x = 2\n")
+    key_lib = ex.cache_key(chapter, PARAMS, lib, spec)
+    assert key_lib != key
+    (lib / "pkg" / "data.json").write_text("{}")  # any lib file counts, not only .py
+    key_new_file = ex.cache_key(chapter, PARAMS, lib, spec)
+    assert key_new_file != key_lib
+    assert ex.cache_key(chapter, {**PARAMS, "quick": False}, lib, spec) != key_new_file
+    spec.write_text("dependencies: [numpy]\n")
+    assert ex.cache_key(chapter, PARAMS, lib, spec) != key_new_file
+    chapter.write_text(chapter.read_text() + "\nmore prose\n")
+    assert ex.cache_key(chapter, PARAMS, lib, spec) != ex.cache_key(_chapter(tmp_path, "t2", "pass"), PARAMS, lib, spec)
+
+
+def test_a_passing_chapter_runs_once_then_is_cached(tmp_path):
+    paths = ex.BuildPaths(tmp_path / "build")
+    chapter = _chapter(tmp_path, "toy_ok", CLAIM.format(stem="toy_ok", measured=72.0))
+    assert ex.execute_chapter(chapter, PARAMS, paths) is True
+    assert (paths.notebooks / "toy_ok.ipynb").exists()
+    assert json.loads((paths.claims / "toy_ok.json").read_text())["n_failed"] == 0
+    assert ex.execute_chapter(chapter, PARAMS, paths) is False  # unchanged key: skipped
+    assert ex.execute_chapter(chapter, {**PARAMS, "seed": 1}, paths) is True  # new parameters: re-run
+
+
+def test_a_wrong_claim_fails_the_chapter_with_a_readable_message_and_leaves_nothing(tmp_path):
+    paths = ex.BuildPaths(tmp_path / "build")
+    chapter = _chapter(tmp_path, "toy_bad", CLAIM.format(stem="toy_bad", measured=90.0))
+    with pytest.raises(ex.ChapterFailed) as err:
+        ex.execute_chapter(chapter, PARAMS, paths)
+    message = str(err.value)
+    assert "toy_bad" in message and "ClaimFailure" in message
+    assert "toy-width" in message and "measured 90" in message and "rtol 0.1" in message
+    assert not (paths.notebooks / "toy_bad.ipynb").exists()
+    assert not (paths.claims / "toy_bad.json").exists()
+    assert not (paths.keys / "toy_bad.key").exists()
+
+
+def test_a_chapter_that_never_finalizes_its_claims_fails(tmp_path):
+    chapter = _chapter(tmp_path, "toy_silent", "x = 1")
+    with pytest.raises(ex.ChapterFailed, match="no claims record"):
+        ex.execute_chapter(chapter, PARAMS, ex.BuildPaths(tmp_path / "build"))
+
+
+def test_unknown_parameters_are_an_error(tmp_path):
+    chapter = _chapter(tmp_path, "toy_params", "x = 1")
+    with pytest.raises(ex.ChapterFailed, match=r"unknown parameter\(s\) \['n_steps'\]"):
+        ex.execute_chapter(chapter, {**PARAMS, "n_steps": 5}, ex.BuildPaths(tmp_path / "build"))
+
+
+def test_a_cell_past_the_timeout_fails(tmp_path):
+    chapter = _chapter(tmp_path, "toy_slow", "import time\ntime.sleep(30)")
+    with pytest.raises(ex.ChapterFailed, match="toy_slow"):
+        ex.execute_chapter(chapter, PARAMS, ex.BuildPaths(tmp_path / "build"), timeout=3)
+
+
+def test_base_parameters_validate():
+    assert ex.base_parameters("full", 2, "cpu") == {"quick": False, "seed": 2, "device": "cpu"}
+    with pytest.raises(ValueError, match="mode"):
+        ex.base_parameters("fast", 0, "cpu")
+    with pytest.raises(ex.ChapterFailed, match="no chapter named"):
+        ex.find_chapter("no_such_chapter")

@@ -1,0 +1,79 @@
+"""House rules that keep the repository honest: text-only chapters, one dependency spec, layering."""
+
+import re
+import subprocess
+from pathlib import Path
+
+import jupytext
+import pytest
+import yaml
+
+from pipeline import execute as ex
+
+ROOT = ex.ROOT
+CHAPTERS = ex.chapters()
+LIB = ROOT / "lib" / "how_cnns_learn"
+
+
+def test_no_notebook_files_are_committed():
+    try:
+        tracked = subprocess.run(
+            ["git", "ls-files", "*.ipynb"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    assert tracked == [], f"executed notebooks are build artifacts, never sources: {tracked}"
+    assert not list((ROOT / "book").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_chapter_shape(chapter: Path):
+    nb = jupytext.read(chapter)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.get("outputs") for c in code), "chapters carry no outputs"
+    first = code[0]
+    assert "parameters" in first.metadata.get("tags", []), "the first code cell must be tagged 'parameters'"
+    for name in ("quick", "seed", "device"):
+        assert re.search(rf"^{name}\s*=", first.source, re.M), f"parameters cell lacks {name}"
+    sources = "\n".join(c.source for c in code)
+    assert f'ClaimSet("{chapter.stem}"' in sources, "the ClaimSet must carry the chapter's file stem"
+    assert code[-2].source.strip() == "claims.finalize()", "the second-to-last cell must finalize the claims"
+    assert code[-1].source.strip().startswith("repro.environment_report("), "the last cell is the footer"
+    others = {c.stem for c in CHAPTERS} - {chapter.stem}
+    assert not any(re.search(rf"\bimport\s+{o}\b|\bfrom\s+{o}\b", sources) for o in others), "no chapter imports another"
+    assert "def train" not in sources, "chapters use lib's simulators, they do not define training loops"
+
+
+def test_environment_yml_is_the_one_spec_and_names_every_lib_dependency():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    deps = env["dependencies"]
+    assert "python=3.11" in deps
+    pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
+    assert deps[-1] == {"pip": pip}, "keep the pip block last (the Makefile's extraction relies on it)"
+    pins = dict(p.split("==") for p in pip)
+    assert len(pins) == len(pip), "every pip entry is pinned with =="
+    assert pins["torch"] == "2.13.0", "torch must be pinned to the CPU wheel on disk"
+    for name in _lib_dependencies():
+        if name.lower() == "ipython":  # a dependency of ipykernel, pinned through it
+            continue
+        assert name in pins, f"lib dependency {name} is not pinned in environment.yml"
+
+
+def _lib_dependencies() -> list[str]:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "lib" / "pyproject.toml").read_text())["project"]
+    return [re.split(r"[<>=!~ ]", d)[0] for d in project["dependencies"]]
+
+
+def test_only_the_plotting_module_imports_matplotlib_or_seaborn():
+    for path in LIB.glob("*.py"):
+        text = path.read_text()
+        uses = re.search(r"^\s*(import|from)\s+(matplotlib|seaborn)", text, re.M)
+        assert (path.name == "plotting.py") == bool(uses), f"{path.name}: plotting belongs in plotting.py only"
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and re.search(r"^make test$", ci, re.M)

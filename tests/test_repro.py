@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+import torch
+
+from how_cnns_learn import repro
+
+
+def test_seeding_reproduces_numpy_and_torch():
+    repro.seed_everything(3)
+    a = (np.random.rand(3), torch.rand(3))
+    repro.seed_everything(3)
+    b = (np.random.rand(3), torch.rand(3))
+    np.testing.assert_array_equal(a[0], b[0])
+    assert torch.equal(a[1], b[1])
+
+
+def test_device_resolution():
+    assert repro.resolve_device("cpu").type == "cpu"
+    assert repro.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        repro.resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            repro.resolve_device("cuda")
+
+
+@pytest.mark.parametrize("quick, seed", [("yes", 0), (True, -1), (True, 1.5)])
+def test_chapter_setup_rejects_bad_parameters(quick, seed):
+    with pytest.raises(ValueError):
+        repro.chapter_setup(quick=quick, seed=seed, device="cpu")
+
+
+def test_environment_report_names_what_a_reader_needs():
+    ctx = repro.chapter_setup(quick=True, seed=0, device="cpu")
+    report = repro.environment_report(ctx)
+    for key in ("python", "torch", "git commit", "lib hash", "device", "run time [s]", "parameters"):
+        assert key in report.index
+    assert len(repro.lib_hash()) == 12
