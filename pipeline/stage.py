@@ -48,7 +48,11 @@ def status_table(paths: BuildPaths = BuildPaths(), book: Path = BOOK) -> str:
         for c in record["claims"]:
             total += 1
             failed += not c["passed"]
-            measured = _fmt(c["measured"]) + (f" ({c['worst']})" if c.get("worst") else "")
+            measured = (
+                f"{len(c['measured'])} values; worst {c['worst']}"
+                if isinstance(c["measured"], list) and c.get("worst")
+                else _fmt(c["measured"])
+            )
             rows.append(
                 f"| [{chapter.stem}]({chapter.stem}.ipynb) | `{c['id']}` | {_cell(c['statement'])} | "
                 f"{_cell(measured)} | {_cell(_fmt(c['expected']))} | {_cell(c['tolerance'])} | "

@@ -67,6 +67,12 @@ class Claim:
     provenance: str
     worst: str = ""
 
+    def measured_text(self) -> str:
+        """The measured value; for many values, their count and the worst one."""
+        if isinstance(self.measured, list) and self.worst:
+            return f"{len(self.measured)} values; worst {self.worst}"
+        return _fmt(self.measured)
+
     def summary(self) -> str:
         """One line for logs and error messages."""
         verdict = "PASS" if self.passed else "FAIL"
@@ -194,14 +200,18 @@ class ClaimSet:
             ok &= m >= lower
         if upper is not None:
             ok &= m <= upper
-        lo = "-inf" if lower is None else f"{lower:g}"
-        hi = "inf" if upper is None else f"{upper:g}"
+        if lower is None:
+            expected = f"≤ {upper:g}"
+        elif upper is None:
+            expected = f"≥ {lower:g}"
+        else:
+            expected = f"in [{lower:g}, {upper:g}]"
         worst = ""
         if m.size > 1:
             worst = f"min {np.nanmin(m):.4g}, max {np.nanmax(m):.4g}"
         measured_out: Any = float(m) if m.ndim == 0 else _as_list(m, "measured")
         return self._add(
-            Claim(claim_id, statement, measured_out, f"[{lo}, {hi}]", "bound", bool(ok.all()), theory, provenance, worst)
+            Claim(claim_id, statement, measured_out, expected, "bound", bool(ok.all()), theory, provenance, worst)
         )
 
     def check_equal(
@@ -217,18 +227,17 @@ class ClaimSet:
         return [c for c in self.claims if not c.passed]
 
     def table(self):  # -> pandas.DataFrame (pandas imported lazily)
-        """The claims as a table: claim, measured, expected, tolerance, pass."""
+        """The claims as a table: claim, measured, expected, tolerance, reference, pass (statements are in the badges)."""
         import pandas as pd
 
         return pd.DataFrame(
             [
                 {
                     "claim": c.id,
-                    "statement": c.statement,
-                    "measured": _fmt(c.measured) + (f" ({c.worst})" if c.worst else ""),
+                    "measured": c.measured_text(),
                     "expected": _fmt(c.expected),
                     "tolerance": c.tolerance,
-                    "theory": f"{c.theory} [{c.provenance}]",
+                    "reference": f"{c.theory} [{c.provenance}]",
                     "pass": "✓" if c.passed else "✗ FAIL",
                 }
                 for c in self.claims

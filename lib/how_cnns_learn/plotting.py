@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from numpy.typing import NDArray
 
 __all__ = ["set_book_style", "theory_vs_simulation", "mode_palette"]
@@ -84,10 +85,10 @@ def theory_vs_simulation(
     )
     for k in range(K):
         c = colours[k]
-        ax.plot(steps, np.median(sim[:, :, k], axis=1), color=c, label=f"{labels[k]} (simulation)")
+        ax.plot(steps, np.median(sim[:, :, k], axis=1), color=c)
         if sim.shape[1] > 1:
             ax.fill_between(steps, sim[:, :, k].min(1), sim[:, :, k].max(1), color=c, alpha=0.25, lw=0)
-        ax.plot(steps, np.median(th[:, :, k], axis=1), color=c, ls="--", lw=1.4, label=f"{labels[k]} (theory)")
+        ax.plot(steps, np.median(th[:, :, k], axis=1), color=c, ls="--", lw=1.4)
         axr.plot(steps, np.median(residual[:, :, k], axis=1), color=c)
         if residual.shape[1] > 1:
             axr.fill_between(steps, residual[:, :, k].min(1), residual[:, :, k].max(1), color=c, alpha=0.25, lw=0)
@@ -98,6 +99,10 @@ def theory_vs_simulation(
     ax.set_ylabel(ylabel)
     axr.set_ylabel(residual_label)
     axr.set_xlabel(xlabel)
-    ax.legend(ncol=2, fontsize=8, loc="best")
+    handles = [Line2D([], [], color=colours[k], label=labels[k]) for k in range(K)] + [
+        Line2D([], [], color="0.3", label="simulation"),
+        Line2D([], [], color="0.3", ls="--", lw=1.4, label="theory"),
+    ]
+    ax.legend(handles=handles, fontsize=8, loc="best")
     fig.align_ylabels([ax, axr])
     return fig
