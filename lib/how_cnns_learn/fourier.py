@@ -4,6 +4,10 @@ One convention everywhere (chapter "Deep linear networks", box "Conventions"):
 
 * ``Q`` is the **unnormalised** 2-D DFT, ``Q = F_n ⊗ F_n`` with ``(F_n)_{ab} = exp(-2πi ab/n)``,
   so ``Q^H Q = n² I``. It is ``numpy.fft.fft2`` applied to an ``(n, n)`` image.
+* A kernel ``r`` of size ``(k, k)``, ``k ≤ n``, acts through its zero-embedding ``r̃ = P r`` (top-left
+  ``k×k`` block of an ``(n, n)`` array). Circular convolution ``h[a] = Σ_m r̃[m] x[(a − m) mod n]`` (2-D
+  indices) is the doubly-block-circulant matrix ``C_r = Q^H diag(λ) Q / n²`` with eigenvalues ``λ = Q r̃``.
+  Images are flattened row-major (``vec``), so ``Q = F_n ⊗ F_n`` acts on ``vec(x)`` as ``fft2`` acts on ``x``.
 * For a unit-norm image ``φ`` (a right singular vector of Σ_yx), ``Φ = Qφ`` satisfies Parseval
   ``Σ_j |Φ_j|² = n²``, and the *dominant frequency amplitude* ``Φ* = max_j |Φ_j|`` lies in ``[1, n]``:
   ``n`` for a constant image, ``n/√2`` for a pure cosine, ``1`` for a single-pixel delta.
@@ -17,7 +21,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "circulant_matrix",
+    "circular_convolve",
+    "cross_correlation_weight_to_kernel",
     "dft2",
+    "dft_matrix",
+    "embed_kernel",
     "dominant_amplitude",
     "dominant_frequency_mask",
     "spectral_concentration",
@@ -76,3 +85,75 @@ def spectral_concentration(images: NDArray[np.floating]) -> NDArray[np.floating]
     """
     stack = _as_image_stack(images, "images")
     return dominant_amplitude(stack) / stack.shape[-1]
+
+
+def embed_kernel(kernel: NDArray[np.floating], n: int) -> NDArray[np.floating]:
+    """Zero-embed a ``(..., k, k)`` kernel into ``(..., n, n)`` (top-left block): ``r̃ = P r``."""
+    r = np.asarray(kernel)
+    if r.ndim < 2 or r.shape[-1] != r.shape[-2]:
+        raise ValueError(f"kernel must have shape (..., k, k), got {r.shape}")
+    k = r.shape[-1]
+    if k > n:
+        raise ValueError(f"kernel size k = {k} is larger than the image size n = {n}")
+    out = np.zeros(r.shape[:-2] + (n, n), dtype=r.dtype)
+    out[..., :k, :k] = r
+    return out
+
+
+def circular_convolve(kernel: NDArray[np.floating], images: NDArray[np.floating]) -> NDArray[np.floating]:
+    """Circular 2-D convolution ``h = r̃ ⊛ x`` by the FFT product ``h = Re ifft2(Q r̃ · Q x)``.
+
+    Args:
+        kernel: ``(n, n)`` embedded kernel ``r̃`` (see :func:`embed_kernel`).
+        images: ``(n, n)`` or ``(N, n, n)``.
+    """
+    r = np.asarray(kernel)
+    x = np.asarray(images)
+    if r.ndim != 2 or x.shape[-2:] != r.shape:
+        raise ValueError(f"kernel (n, n) and images (..., n, n) must agree, got {r.shape} and {x.shape}")
+    return np.fft.ifft2(np.fft.fft2(r) * np.fft.fft2(x, axes=(-2, -1)), axes=(-2, -1)).real
+
+
+def dft_matrix(n: int) -> NDArray[np.complexfloating]:
+    """The unnormalised 2-D DFT as an ``(n², n²)`` matrix ``Q = F_n ⊗ F_n`` on row-major ``vec(x)``."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    F = np.exp(-2j * np.pi * np.outer(np.arange(n), np.arange(n)) / n)
+    return np.kron(F, F)
+
+
+def circulant_matrix(kernel: NDArray[np.floating]) -> NDArray[np.floating]:
+    """The doubly-block-circulant ``(n², n²)`` matrix ``C_r`` with ``C_r vec(x) = vec(r̃ ⊛ x)``.
+
+    Built entry by entry, ``C_r[(a1, a2), (b1, b2)] = r̃[(a1 − b1) mod n, (a2 − b2) mod n]``, independently of
+    the FFT, so that its diagonalisation by ``Q`` can be checked.
+    """
+    r = np.asarray(kernel)
+    if r.ndim != 2 or r.shape[0] != r.shape[1]:
+        raise ValueError(f"kernel must be an (n, n) embedded kernel, got shape {r.shape}")
+    n = r.shape[0]
+    idx = np.arange(n)
+    d1 = (idx[:, None, None, None] - idx[None, None, :, None]) % n
+    d2 = (idx[None, :, None, None] - idx[None, None, None, :]) % n
+    return r[d1, d2].reshape(n * n, n * n)
+
+
+def cross_correlation_weight_to_kernel(weight: NDArray[np.floating], n: int) -> NDArray[np.floating]:
+    """The embedded convolution kernel ``r̃`` equivalent to a PyTorch ``Conv2d`` weight ``(k, k)``.
+
+    PyTorch computes a cross-correlation; with ``padding="same"`` and ``padding_mode="circular"`` it pads
+    ``pl = (k − 1)//2`` before and ``k − 1 − pl`` after, so ``out[a] = Σ_m w[m] x[(a + m − pl) mod n]``, which is
+    the circular convolution with ``r̃[(pl − m) mod n] = w[m]``: a flipped, shifted kernel with the same
+    ``|λ|``.
+    """
+    w = np.asarray(weight)
+    if w.ndim != 2 or w.shape[0] != w.shape[1]:
+        raise ValueError(f"weight must be (k, k), got {w.shape}")
+    k = w.shape[0]
+    if k > n:
+        raise ValueError(f"kernel size k = {k} is larger than the image size n = {n}")
+    pl = (k - 1) // 2
+    out = np.zeros((n, n), dtype=w.dtype)
+    idx = (pl - np.arange(k)) % n
+    out[np.ix_(idx, idx)] = w
+    return out

@@ -1,0 +1,62 @@
+"""Reference PyTorch models: what a reader would write with ``torch.nn`` and autograd.
+
+The simulators in :mod:`~how_cnns_learn.simulate` compute the same networks with explicit (FFT)
+gradients and many networks at once; these modules are the independent reference they are tested
+against, and the models chapters show when they say "a CNN as you would build it".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from .fourier import cross_correlation_weight_to_kernel
+
+__all__ = ["LinearCNN", "LinearFCNN", "end_to_end_matrix"]
+
+
+class LinearCNN(nn.Module):
+    """Two-layer linear CNN: ``Conv2d(1, 1, k, padding="same", padding_mode="circular", bias=False)``, then
+    ``Linear(n², p, bias=False)`` on the flattened feature map. Input ``(N, n, n)``, output ``(N, p)``."""
+
+    def __init__(self, n: int, kernel_size: int, n_outputs: int, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        if not 1 <= kernel_size <= n:
+            raise ValueError(f"kernel_size must lie in [1, n = {n}], got {kernel_size}")
+        self.n = n
+        self.conv = nn.Conv2d(1, 1, kernel_size, padding="same", padding_mode="circular", bias=False, dtype=dtype)
+        self.dense = nn.Linear(n * n, n_outputs, bias=False, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 3 or x.shape[1:] != (self.n, self.n):
+            raise ValueError(f"LinearCNN expects inputs (N, {self.n}, {self.n}), got {tuple(x.shape)}")
+        return self.dense(self.conv(x.unsqueeze(1)).flatten(1))
+
+    def embedded_kernel(self) -> NDArray[np.floating]:
+        """The ``(n, n)`` convolution kernel ``r̃`` equivalent to the cross-correlation weight (same ``|λ|``)."""
+        return cross_correlation_weight_to_kernel(self.conv.weight.detach().cpu().numpy()[0, 0], self.n)
+
+
+class LinearFCNN(nn.Module):
+    """Two-layer linear FCNN ``Linear(n², h) → Linear(h, p)``, no biases. Input ``(N, n, n)``, output ``(N, p)``."""
+
+    def __init__(self, n: int, hidden: int, n_outputs: int, dtype: torch.dtype = torch.float64):
+        super().__init__()
+        self.n = n
+        self.hidden = nn.Linear(n * n, hidden, bias=False, dtype=dtype)
+        self.out = nn.Linear(hidden, n_outputs, bias=False, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 3 or x.shape[1:] != (self.n, self.n):
+            raise ValueError(f"LinearFCNN expects inputs (N, {self.n}, {self.n}), got {tuple(x.shape)}")
+        return self.out(self.hidden(x.flatten(1)))
+
+
+def end_to_end_matrix(model: nn.Module, n: int) -> NDArray[np.floating]:
+    """The ``(p, n²)`` matrix ``M`` of a linear model, read off by feeding it the ``n²`` pixel basis images."""
+    param = next(model.parameters())
+    basis = torch.eye(n * n, dtype=param.dtype, device=param.device).reshape(n * n, n, n)
+    with torch.no_grad():
+        return model(basis).T.cpu().numpy()
