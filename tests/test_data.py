@@ -42,3 +42,29 @@ def test_bad_training_sets_raise():
         data.cosine_image(1, 0, 0)
     with pytest.raises(ValueError, match="inconsistent"):
         data.DatasetStructure(U=np.eye(2), s=np.ones(3), phi=np.zeros((3, 4, 4)))
+
+
+def test_whitened_and_noisy_sets_have_the_stated_correlations():
+    st = data.designed_structure()
+    d2 = data.whitened_pixels(st)
+    np.testing.assert_allclose(d2.sigma_xx, np.eye(64), atol=1e-15)
+    np.testing.assert_allclose(d2.sigma_yx, st.sigma_yx, atol=1e-12)
+    d3 = data.noisy_templates(st)
+    s3 = d3.structure()
+    # row c of Σ_yx is (1/p)·(class-mean image): s ≈ amp/3 up to the noise
+    np.testing.assert_allclose(s3.s, np.sqrt(3.0) * np.array([3, 2, 1]) / 3, rtol=0.01)
+
+
+def test_digits_load_offline_and_are_centred():
+    d5 = data.digits()
+    assert d5.inputs.shape == (1797, 8, 8) and d5.targets.shape == (1797, 10)
+    np.testing.assert_allclose(d5.inputs.mean(axis=0), 0.0, atol=1e-12)
+    assert d5.structure().s[-1] < 1e-12  # centring makes Σ_yx rank 9
+
+
+def test_structure_validation():
+    st = data.designed_structure()
+    with pytest.raises(ValueError, match="orthonormal"):
+        data.DatasetStructure(U=st.U, s=st.s, phi=2 * st.phi)
+    with pytest.raises(ValueError, match="floating"):
+        data.TrainingSet(np.zeros((3, 4, 4), dtype=int), np.zeros((3, 2)))

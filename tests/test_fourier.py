@@ -34,3 +34,42 @@ def test_bad_shapes_raise():
         fourier.dft2(np.zeros((3, 4)))
     with pytest.raises(ValueError, match="rel_tol"):
         fourier.dominant_frequency_mask(np.zeros((1, 4, 4)), rel_tol=1.5)
+
+
+@pytest.mark.parametrize("n, k", [(7, 3), (8, 3), (8, 4), (7, 7), (8, 8), (6, 1)])
+def test_torch_circular_conv_is_the_fft_product_and_the_circulant_is_diagonalised(n, k):
+    import torch
+
+    conv = torch.nn.Conv2d(1, 1, k, padding="same", padding_mode="circular", bias=False, dtype=torch.float64)
+    x = torch.randn(3, 1, n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n * 10 + k))
+    with torch.no_grad():
+        out = conv(x)[:, 0].numpy()
+    kernel = fourier.cross_correlation_weight_to_kernel(conv.weight.detach().numpy()[0, 0], n)
+    np.testing.assert_allclose(fourier.circular_convolve(kernel, x[:, 0].numpy()), out, atol=1e-12)
+    C, Q = fourier.circulant_matrix(kernel), fourier.dft_matrix(n)
+    np.testing.assert_allclose(C @ x[0, 0].numpy().reshape(-1), out[0].reshape(-1), atol=1e-12)
+    np.testing.assert_allclose(Q @ C @ Q.conj().T / n**2, np.diag(fourier.dft2(kernel).reshape(-1)), atol=1e-11)
+
+
+def test_dft_matrix_is_fft2_on_row_major_vectors():
+    x = np.random.default_rng(1).standard_normal((5, 5))
+    np.testing.assert_allclose(fourier.dft_matrix(5) @ x.reshape(-1), np.fft.fft2(x).reshape(-1), atol=1e-12)
+
+
+def test_kernel_errors():
+    with pytest.raises(ValueError, match="larger than the image"):
+        fourier.embed_kernel(np.ones((5, 5)), 4)
+    with pytest.raises(ValueError, match="larger than the image"):
+        fourier.cross_correlation_weight_to_kernel(np.ones((5, 5)), 4)
+    with pytest.raises(ValueError, match="must agree"):
+        fourier.circular_convolve(np.ones((4, 4)), np.ones((2, 5, 5)))
+
+
+@pytest.mark.parametrize("n, k", [(8, 3), (8, 4), (7, 2), (5, 5)])
+def test_embedding_and_torch_weights_share_one_centred_support(n, k):
+    w = np.arange(1.0, k * k + 1).reshape(k, k)
+    support = fourier.kernel_support(n, k)
+    assert support.sum() == k * k
+    assert np.all((fourier.embed_kernel(w, n) != 0) == support)
+    assert np.all((fourier.cross_correlation_weight_to_kernel(w, n) != 0) == support)
+    assert fourier.embed_kernel(w, n)[0, 0] == w[k // 2, k // 2]

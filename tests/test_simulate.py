@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from how_cnns_learn import data, simulate, theory
+from how_cnns_learn import data, fourier, simulate, theory
 
 
 def _random_problem(seed=0, n=4, p=3, N=6, h=5):
@@ -96,3 +96,74 @@ def test_bad_inputs_raise():
         simulate.measure_transitions(np.arange(3), np.zeros((3, 1, 1)), np.ones(1))
     with pytest.raises(ValueError, match="hidden >= p"):
         simulate.aligned_fcnn_init(st, 2, 1e-3)
+
+
+def _torch_reference_cnn(W0, r0, train, lr, steps, k):
+    """Train models.LinearCNN with autograd from the same initial weights; return a_α per step."""
+    from how_cnns_learn import models
+
+    n, p = train.inputs.shape[-1], train.targets.shape[1]
+    model = models.LinearCNN(n, k, p)
+    pl = (k - 1) // 2
+    idx = (pl - np.arange(k)) % n
+    with torch.no_grad():
+        model.conv.weight[0, 0] = torch.tensor(r0[np.ix_(idx, idx)])
+        model.dense.weight[:] = torch.tensor(W0.reshape(p, -1))
+    np.testing.assert_allclose(model.embedded_kernel(), r0, atol=0)
+    X, Y = torch.tensor(train.inputs), torch.tensor(train.targets)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    out = []
+    for _ in range(steps + 1):
+        out.append(model(X).detach().numpy())
+        opt.zero_grad()
+        (0.5 * train.item_weight * ((model(X) - Y) ** 2).sum()).backward()
+        opt.step()
+    return out
+
+
+@pytest.mark.parametrize("k", [3, 8])
+def test_fft_cnn_simulator_equals_the_autograd_model_step_by_step(k):
+    st = data.designed_structure()
+    train = data.structure_items(st)
+    W0, r0 = simulate.random_cnn_init([0, 1, 2], 8, k, 3, 0.2)
+    run = simulate.train_linear_cnn(train, st, lr=0.01, steps=30, kernel_size=k, init=(W0, r0))
+    for b in range(3):
+        preds = _torch_reference_cnn(W0[b], r0[b], train, 0.01, 30, k)
+        ref = np.array([simulate.mode_strengths(y, train, st) for y in preds])
+        np.testing.assert_allclose(run.mode_strength[:, b], ref, atol=1e-10)
+    assert not np.any(run.weights["kernel"][:, ~fourier.kernel_support(8, k)])
+
+
+def test_cnn_gradients_match_finite_differences():
+    rng = np.random.default_rng(4)
+    train = data.TrainingSet(rng.standard_normal((5, 6, 6)), rng.standard_normal((5, 2)), reduction="mean")
+    W, r = rng.standard_normal((2, 6, 6)), rng.standard_normal((6, 6))
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+
+    def loss(W_, r_):
+        M = simulate.cnn_end_to_end(t(W_), t(r_)).numpy()
+        E = train.targets - train.flat_inputs @ M.T
+        return 0.5 * train.item_weight * (E**2).sum()
+
+    M = simulate.cnn_end_to_end(t(W), t(r))
+    gW, gr = simulate.cnn_gradients(t(W), t(r), t(train.sigma_yx) - M @ t(train.sigma_xx), torch.ones(6, 6, dtype=torch.float64))
+    eps = 1e-6
+    for idx in [(0, 1), (3, 5), (5, 0)]:
+        rp, rm = r.copy(), r.copy()
+        rp[idx] += eps
+        rm[idx] -= eps
+        assert (loss(W, rp) - loss(W, rm)) / (2 * eps) == pytest.approx(gr.numpy()[idx], rel=1e-6)
+        Wp, Wm = W.copy(), W.copy()
+        Wp[(1,) + idx] += eps
+        Wm[(1,) + idx] -= eps
+        assert (loss(Wp, r) - loss(Wm, r)) / (2 * eps) == pytest.approx(gW.numpy()[(1,) + idx], rel=1e-6)
+
+
+def test_cnn_per_frequency_invariant_is_conserved_to_second_order():
+    st = data.designed_structure()
+    train = data.structure_items(st)
+    drifts = [
+        simulate.train_linear_cnn(train, st, lr=lr, steps=int(4 / lr), seeds=[1], init_scale=1e-3).invariant_drift[0]
+        for lr in (0.01, 0.005)
+    ]
+    assert drifts[1] < 1e-4 and drifts[0] / drifts[1] > 1.6

@@ -25,7 +25,10 @@ __all__ = [
     "TrainingSet",
     "cosine_image",
     "designed_structure",
+    "digits",
+    "noisy_templates",
     "structure_items",
+    "whitened_pixels",
 ]
 
 Reduction = Literal["sum", "mean"]
@@ -48,6 +51,16 @@ class DatasetStructure:
             )
         if self.phi.shape[1] != self.phi.shape[2]:
             raise ValueError(f"phi images must be square, got {self.phi.shape[1:]}")
+        for name, arr in (("U", self.U), ("s", self.s), ("phi", self.phi)):
+            if not np.issubdtype(np.asarray(arr).dtype, np.floating):
+                raise ValueError(f"{name} must be a real floating array, got dtype {np.asarray(arr).dtype}")
+        flat = self.phi.reshape(p, -1)
+        if not np.allclose(flat @ flat.T, np.eye(p), atol=1e-8):
+            raise ValueError("the images phi must be orthonormal (unit norm, mutually orthogonal)")
+        if not np.allclose(self.U.T @ self.U, np.eye(p), atol=1e-8):
+            raise ValueError("the columns of U must be orthonormal")
+        if np.any(self.s < 0):
+            raise ValueError(f"singular values must be >= 0, got {self.s}")
 
     @property
     def n(self) -> int:
@@ -82,6 +95,9 @@ class TrainingSet:
             )
         if self.reduction not in ("sum", "mean"):
             raise ValueError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
+        for name, arr in (("inputs", self.inputs), ("targets", self.targets)):
+            if not np.issubdtype(arr.dtype, np.floating):
+                raise ValueError(f"{name} must be a real floating array, got dtype {arr.dtype}")
 
     @property
     def item_weight(self) -> float:
@@ -155,3 +171,49 @@ def structure_items(structure: DatasetStructure) -> TrainingSet:
     (assumption A1 with ``d_α = 1``).
     """
     return TrainingSet(inputs=structure.phi.copy(), targets=(structure.U * structure.s).T.copy(), reduction="sum")
+
+
+def whitened_pixels(structure: DatasetStructure) -> TrainingSet:
+    """Data set **D2** ("whitened"): the ``n²`` one-hot pixel images with targets ``y_i = Σ_yx x_i``, sum loss.
+
+    Then ``Σ_xx = I`` (every pixel direction is in the data) and ``Σ_yx`` is the given structure.
+    """
+    n = structure.n
+    inputs = np.eye(n * n).reshape(n * n, n, n)
+    return TrainingSet(inputs=inputs, targets=inputs.reshape(n * n, -1) @ structure.sigma_yx.T, reduction="sum")
+
+
+def noisy_templates(
+    structure: DatasetStructure,
+    per_class: int = 40,
+    noise: float = 0.05,
+    amplitudes: NDArray[np.floating] | None = None,
+    seed: int = 0,
+) -> TrainingSet:
+    """Data set **D3** ("noisy class templates"): class ``c`` images are ``amp_c φ_c + N(0, noise²)`` per pixel.
+
+    One-hot targets ``(N, p)``, mean loss, ``per_class`` items per class (ordered by class). Default
+    amplitudes ``√3·(3, 2, 1)`` give ``s ≈ (1.73, 1.15, 0.58)``; the noise adds ``noise²·I`` to ``Σ_xx``.
+    """
+    p, n = structure.p, structure.n
+    amp = np.sqrt(3.0) * np.arange(p, 0, -1, dtype=float) if amplitudes is None else np.asarray(amplitudes, float)
+    if amp.shape != (p,) or per_class < 1 or noise < 0:
+        raise ValueError(f"need amplitudes of shape ({p},), per_class >= 1 and noise >= 0; got {amp.shape}, {per_class}, {noise}")
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(p), per_class)
+    inputs = amp[labels, None, None] * structure.phi[labels] + noise * rng.standard_normal((labels.size, n, n))
+    return TrainingSet(inputs=inputs, targets=np.eye(p)[labels], reduction="mean")
+
+
+def digits() -> TrainingSet:
+    """Data set **D5**: scikit-learn's bundled handwritten digits (1,797 images, 8×8, 10 classes; no download).
+
+    Preprocessing: pixels scaled by 1/16 to [0, 1], then centred per pixel (the mean image is removed);
+    one-hot targets; mean loss.
+    """
+    from sklearn.datasets import load_digits  # the data ship inside scikit-learn
+
+    bunch = load_digits()
+    images = bunch.images.astype(float) / 16.0
+    images -= images.mean(axis=0, keepdims=True)
+    return TrainingSet(inputs=images, targets=np.eye(10)[bunch.target], reduction="mean")

@@ -4,8 +4,8 @@ One convention everywhere (chapter "Deep linear networks", box "Conventions"):
 
 * ``Q`` is the **unnormalised** 2-D DFT, ``Q = F_n ⊗ F_n`` with ``(F_n)_{ab} = exp(-2πi ab/n)``,
   so ``Q^H Q = n² I``. It is ``numpy.fft.fft2`` applied to an ``(n, n)`` image.
-* A kernel ``r`` of size ``(k, k)``, ``k ≤ n``, acts through its zero-embedding ``r̃ = P r`` (top-left
-  ``k×k`` block of an ``(n, n)`` array). Circular convolution ``h[a] = Σ_m r̃[m] x[(a − m) mod n]`` (2-D
+* A kernel ``r`` of size ``(k, k)``, ``k ≤ n``, acts through its zero-embedding ``r̃ = P r``, an ``(n, n)``
+  array supported on the centred offsets ``−⌊k/2⌋ … ⌊(k−1)/2⌋`` (PyTorch's ``padding="same"`` convention). Circular convolution ``h[a] = Σ_m r̃[m] x[(a − m) mod n]`` (2-D
   indices) is the doubly-block-circulant matrix ``C_r = Q^H diag(λ) Q / n²`` with eigenvalues ``λ = Q r̃``.
   Images are flattened row-major (``vec``), so ``Q = F_n ⊗ F_n`` acts on ``vec(x)`` as ``fft2`` acts on ``x``.
 * For a unit-norm image ``φ`` (a right singular vector of Σ_yx), ``Φ = Qφ`` satisfies Parseval
@@ -27,6 +27,7 @@ __all__ = [
     "dft2",
     "dft_matrix",
     "embed_kernel",
+    "kernel_support",
     "dominant_amplitude",
     "dominant_frequency_mask",
     "spectral_concentration",
@@ -87,8 +88,26 @@ def spectral_concentration(images: NDArray[np.floating]) -> NDArray[np.floating]
     return dominant_amplitude(stack) / stack.shape[-1]
 
 
+def kernel_support(n: int, k: int) -> NDArray[np.bool_]:
+    """The ``(n, n)`` mask of a centred ``k×k`` kernel: offsets ``−⌊k/2⌋ … ⌊(k−1)/2⌋`` (mod ``n``) on both axes.
+
+    This is the support of PyTorch's ``Conv2d(k, padding="same", padding_mode="circular")`` written as a
+    circular convolution (see :func:`cross_correlation_weight_to_kernel`); for ``k = n`` it is everything.
+    """
+    if not 1 <= k <= n:
+        raise ValueError(f"kernel size k = {k} must lie in [1, n = {n}] (a kernel cannot be larger than the image)")
+    offsets = np.arange(-(k // 2), (k - 1) // 2 + 1) % n
+    mask = np.zeros((n, n), dtype=bool)
+    mask[np.ix_(offsets, offsets)] = True
+    return mask
+
+
 def embed_kernel(kernel: NDArray[np.floating], n: int) -> NDArray[np.floating]:
-    """Zero-embed a ``(..., k, k)`` kernel into ``(..., n, n)`` (top-left block): ``r̃ = P r``."""
+    """Zero-embed a centred ``(..., k, k)`` kernel into ``(..., n, n)``: ``r̃ = P r``.
+
+    Entry ``r[i, j]`` goes to offset ``(i − ⌊k/2⌋, j − ⌊k/2⌋) mod n``, so the centre entry sits at the origin
+    and the support is :func:`kernel_support`.
+    """
     r = np.asarray(kernel)
     if r.ndim < 2 or r.shape[-1] != r.shape[-2]:
         raise ValueError(f"kernel must have shape (..., k, k), got {r.shape}")
@@ -97,7 +116,7 @@ def embed_kernel(kernel: NDArray[np.floating], n: int) -> NDArray[np.floating]:
         raise ValueError(f"kernel size k = {k} is larger than the image size n = {n}")
     out = np.zeros(r.shape[:-2] + (n, n), dtype=r.dtype)
     out[..., :k, :k] = r
-    return out
+    return np.roll(out, (-(k // 2), -(k // 2)), axis=(-2, -1))
 
 
 def circular_convolve(kernel: NDArray[np.floating], images: NDArray[np.floating]) -> NDArray[np.floating]:

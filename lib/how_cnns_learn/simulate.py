@@ -31,6 +31,7 @@ import torch
 from numpy.typing import NDArray
 
 from .data import DatasetStructure, TrainingSet
+from .fourier import kernel_support
 
 __all__ = [
     "TrainingRun",
@@ -118,21 +119,20 @@ def random_fcnn_init(
 def random_cnn_init(
     seeds: Sequence[int], n: int, kernel_size: int, n_outputs: int, init_scale: float
 ) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
-    """I.i.d. ``N(0, init_scale²)`` dense weights and kernel entries (on the ``k×k`` support), one generator per seed.
+    """I.i.d. ``N(0, init_scale²)`` dense weights and kernel entries (on the centred ``k×k`` support), one generator per seed.
 
     The same ``σ`` for both layers gives ``E|λ_j|² = k²σ²`` and ``E Σ_i|(QW_i)_j|² = p n²σ²``.
     Returns ``W`` ``(B, p, n, n)`` and the embedded kernel ``(B, n, n)``.
     """
-    if not 1 <= kernel_size <= n:
-        raise ValueError(f"kernel_size must lie in [1, n = {n}], got {kernel_size}")
     if n_outputs < 1 or not init_scale > 0:
         raise ValueError(f"need n_outputs >= 1 and init_scale > 0, got {n_outputs}, {init_scale}")
+    support = kernel_support(n, kernel_size)
     W, kernels = [], []
     for seed in _check_seeds(seeds):
         rng = np.random.default_rng(seed)
         W.append(init_scale * rng.standard_normal((n_outputs, n, n)))
         r = np.zeros((n, n))
-        r[:kernel_size, :kernel_size] = init_scale * rng.standard_normal((kernel_size, kernel_size))
+        r[support] = init_scale * rng.standard_normal(kernel_size**2)
         kernels.append(r)
     return np.stack(W), np.stack(kernels)
 
@@ -347,13 +347,12 @@ def train_linear_cnn(
         W0, r0 = init
         if W0.ndim != 4 or W0.shape[1:] != (p, n, n) or r0.shape != (W0.shape[0], n, n):
             raise ValueError(f"init shapes {W0.shape}, {r0.shape} do not fit (B, {p}, {n}, {n}), (B, {n}, {n})")
-        if np.any(r0[:, k:, :]) or np.any(r0[:, :, k:]):
-            raise ValueError(f"the initial kernel has entries outside its {k}x{k} support")
+        if np.any(r0[:, ~kernel_support(n, k)]):
+            raise ValueError(f"the initial kernel has entries outside its {k}x{k} support (see fourier.kernel_support)")
         seed_list = [-1] * W0.shape[0]
     dev = torch.device(device)
     params = [torch.as_tensor(w, dtype=dtype, device=dev) for w in (W0, r0)]
-    support = torch.zeros((n, n), dtype=dtype, device=dev)
-    support[:k, :k] = 1.0
+    support = torch.as_tensor(kernel_support(n, k), dtype=dtype, device=dev)
     powers: list[torch.Tensor] = []
 
     def observe(step: int, ps: list[torch.Tensor]) -> None:
