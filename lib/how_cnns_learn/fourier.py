@@ -27,6 +27,9 @@ __all__ = [
     "dft2",
     "dft_matrix",
     "embed_kernel",
+    "frequency_coupling",
+    "frequency_space_forward",
+    "frequency_units",
     "kernel_support",
     "dominant_amplitude",
     "dominant_frequency_mask",
@@ -176,3 +179,53 @@ def cross_correlation_weight_to_kernel(weight: NDArray[np.floating], n: int) -> 
     idx = (pl - np.arange(k)) % n
     out[np.ix_(idx, idx)] = w
     return out
+
+
+def frequency_units(
+    dense: NDArray[np.floating], kernel: NDArray[np.floating]
+) -> tuple[NDArray[np.complexfloating], NDArray[np.complexfloating]]:
+    """The two-layer linear CNN ``M = W C_r`` as one hidden unit per frequency.
+
+    With the unitary DFT ``F = Q/n``, ``M = Ŵ diag(λ) F`` where ``Ŵ = W F^H``. Frequency ``j`` has input gain
+    ``λ_j = (Q r̃)_j`` (shared by all outputs) and output vector ``ŵ_j = (W F^H)_{:, j}``.
+
+    Args:
+        dense: ``W`` as images, ``(p, n, n)``.
+        kernel: embedded kernel ``r̃``, ``(n, n)``.
+
+    Returns:
+        ``(w_hat, lam)``: ``(p, n, n)`` and ``(n, n)`` complex arrays, with ``w_hat[:, j] = conj(Q W_i)_j / n``.
+    """
+    W = np.asarray(dense)
+    r = np.asarray(kernel)
+    if W.ndim != 3 or r.ndim != 2 or W.shape[1:] != r.shape or r.shape[0] != r.shape[1]:
+        raise ValueError(f"dense (p, n, n) and kernel (n, n) must agree, got {W.shape} and {r.shape}")
+    n = r.shape[0]
+    return np.conj(dft2(W)) / n, dft2(r)
+
+
+def frequency_space_forward(
+    dense: NDArray[np.floating], kernel: NDArray[np.floating], images: NDArray[np.floating]
+) -> NDArray[np.floating]:
+    """``ŷ = Σ_j ŵ_j λ_j x̂_j`` with ``x̂ = F x``: the CNN's forward pass computed frequency by frequency.
+
+    ``images``: ``(N, n, n)``; returns ``(N, p)`` (real up to rounding; the real part is returned).
+    """
+    w_hat, lam = frequency_units(dense, kernel)
+    x = np.asarray(images)
+    if x.ndim != 3 or x.shape[1:] != lam.shape:
+        raise ValueError(f"images must have shape (N, {lam.shape[0]}, {lam.shape[1]}), got {x.shape}")
+    x_hat = dft2(x) / lam.shape[0]
+    return np.einsum("pjk,jk,Njk->Np", w_hat, lam, x_hat).real
+
+
+def frequency_coupling(n: int, k: int) -> NDArray[np.complexfloating]:
+    """The ``(n², n²)`` matrix ``K = Q P Pᵀ Q^H`` that couples the kernel's frequencies in gradient flow.
+
+    ``τ dλ/dt = K g`` (chapter "gradient flow"): ``K_{jl} = Σ_{m ∈ support} e^{−2πi (j−l)·m / n}``, a 2-D
+    Dirichlet kernel in ``j − l``. ``K = n² I`` for a full kernel (``k = n``: frequencies decouple) and all
+    ones for ``k = 1`` (every ``λ_j`` is the same number).
+    """
+    support = kernel_support(n, k).reshape(-1)
+    QP = dft_matrix(n)[:, support]
+    return QP @ QP.conj().T
