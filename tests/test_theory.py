@@ -58,3 +58,12 @@ def test_gradient_descent_map_converges_to_the_flow_at_first_order():
 def test_impossible_settings_raise(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_growth_law_flow_and_step_forms():
+    x_flow = theory.frequency_growth_rate(5.0, 2.0, 1.0)
+    assert x_flow == pytest.approx(10.0)
+    # the GD form is the exact relative growth of a gain multiplied by (1 + η x)
+    lr, x = 0.01, 5.0
+    assert theory.frequency_growth_per_step(5.0, 2.0, 1.0, lr) == pytest.approx(((1 + lr * x) ** 2 - 1) / lr)
+    assert theory.frequency_growth_per_step(5.0, 2.0, 1.0, 1e-9) == pytest.approx(x_flow, rel=1e-7)

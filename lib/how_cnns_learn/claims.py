@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import os
 import re
 from collections.abc import Sequence
@@ -170,8 +169,10 @@ class ClaimSet:
         i = int(np.nanargmax(np.where(np.isfinite(err), err - bound, np.inf))) if err.size else 0
         worst = ""
         if m_b.size > 1:
-            rel = err.flat[i] / abs(e_b.flat[i]) if e_b.flat[i] != 0 else math.inf
-            worst = f"{m_b.flat[i]:.4g} vs {e_b.flat[i]:.4g}, rel. err {rel:.2g}"
+            if e_b.flat[i] != 0:
+                worst = f"{m_b.flat[i]:.4g} vs {e_b.flat[i]:.4g}, rel. err {err.flat[i] / abs(e_b.flat[i]):.2g}"
+            else:
+                worst = f"{m_b.flat[i]:.4g} vs 0, abs. err {err.flat[i]:.2g}"
         measured_out: Any = float(m) if m.ndim == 0 else _as_list(m, "measured")
         expected_out: Any = float(e) if e.ndim == 0 else _as_list(e, "expected")
         return self._add(

@@ -53,7 +53,7 @@ def _as_tbk(name: str, arr: NDArray[np.floating], T: int) -> NDArray[np.floating
 
 
 def theory_vs_simulation(
-    steps: NDArray[np.integer],
+    x: NDArray[np.floating],
     simulated: NDArray[np.floating],
     theory: NDArray[np.floating],
     *,
@@ -63,21 +63,26 @@ def theory_vs_simulation(
     residual_label: str = "sim. − theory",
     tolerance: float | None = None,
 ) -> Figure:
-    """Simulation (solid; median over networks with a min–max band) against theory (dashed), plus residuals.
+    """Simulation (solid) against theory (dashed), with a residual panel underneath.
 
     Args:
-        steps: ``(T,)`` x values.
+        x: ``(T,)`` shared x values (e.g. steps): each curve is drawn as the median over networks with a
+            min–max band; or ``(T, B, K)`` x values per curve (e.g. a mode's progress ``a/s``): every
+            network is drawn as its own line.
         simulated: ``(T, B, K)`` (``B`` networks, ``K`` curves) or ``(T, K)``.
-        theory: ``(T, K)`` or ``(T, B, K)`` (a theory curve per network, e.g. aligned at its own midpoint).
+        theory: ``(T, K)`` or ``(T, B, K)`` (a theory curve per network).
         labels: ``K`` legend labels.
         tolerance: if given, the residual panel shows the band ``±tolerance``.
     """
-    T = np.asarray(steps).shape[0]
+    T = np.asarray(x).shape[0]
     sim = _as_tbk("simulated", simulated, T)
-    th = _as_tbk("theory", theory, T)
+    th = np.broadcast_to(_as_tbk("theory", theory, T), sim.shape)
     K = sim.shape[2]
-    if th.shape[2] != K or len(labels) != K:
-        raise ValueError(f"theory has {th.shape[2]} curves and labels {len(labels)}; simulated has {K}")
+    if len(labels) != K:
+        raise ValueError(f"{len(labels)} labels for {K} curves")
+    per_curve_x = np.asarray(x).ndim == 3
+    if per_curve_x and np.shape(x) != sim.shape:
+        raise ValueError(f"per-curve x must have the shape of simulated {sim.shape}, got {np.shape(x)}")
     residual = sim - th
     colours = mode_palette(K)
     fig, (ax, axr) = plt.subplots(
@@ -85,13 +90,19 @@ def theory_vs_simulation(
     )
     for k in range(K):
         c = colours[k]
-        ax.plot(steps, np.median(sim[:, :, k], axis=1), color=c)
+        if per_curve_x:
+            for b in range(sim.shape[1]):
+                ax.plot(x[:, b, k], sim[:, b, k], color=c, alpha=0.8)
+                ax.plot(x[:, b, k], th[:, b, k], color=c, ls="--", lw=1.4)
+                axr.plot(x[:, b, k], residual[:, b, k], color=c, alpha=0.8)
+            continue
+        ax.plot(x, np.median(sim[:, :, k], axis=1), color=c)
         if sim.shape[1] > 1:
-            ax.fill_between(steps, sim[:, :, k].min(1), sim[:, :, k].max(1), color=c, alpha=0.25, lw=0)
-        ax.plot(steps, np.median(th[:, :, k], axis=1), color=c, ls="--", lw=1.4)
-        axr.plot(steps, np.median(residual[:, :, k], axis=1), color=c)
+            ax.fill_between(x, sim[:, :, k].min(1), sim[:, :, k].max(1), color=c, alpha=0.25, lw=0)
+        ax.plot(x, np.median(th[:, :, k], axis=1), color=c, ls="--", lw=1.4)
+        axr.plot(x, np.median(residual[:, :, k], axis=1), color=c)
         if residual.shape[1] > 1:
-            axr.fill_between(steps, residual[:, :, k].min(1), residual[:, :, k].max(1), color=c, alpha=0.25, lw=0)
+            axr.fill_between(x, residual[:, :, k].min(1), residual[:, :, k].max(1), color=c, alpha=0.25, lw=0)
     if tolerance is not None:
         axr.axhspan(-tolerance, tolerance, color="0.85", zorder=0, label=f"tolerance ±{tolerance:g}")
         axr.legend(loc="upper right", fontsize=8)

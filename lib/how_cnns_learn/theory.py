@@ -23,6 +23,8 @@ from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
     "LN9",
+    "frequency_growth_rate",
+    "frequency_growth_per_step",
     "mode_strength",
     "mode_strength_discrete",
     "transition_width",
@@ -124,3 +126,22 @@ def logistic_through(
         np.asarray(steps, dtype=float) - np.asarray(t50, dtype=float)
     )
     return s_ / (1.0 + np.exp(-x))
+
+
+def frequency_growth_rate(phi_amplitude: ArrayLike, s: ArrayLike, a: ArrayLike) -> NDArray[np.floating]:
+    """Per-frequency growth law (Prop. 1; Eq. (1) of He et al. 2024, restating Pinson et al. 2023):
+
+    ``d ln|λ_j|² / d(t/τ) = 2 |Φ_αj| (s_α − a_α)``, with ``λ = Q r̃`` and ``Φ_α = Q φ_α`` (unnormalised DFT).
+    Valid for a full-size kernel under assumptions A1–A4 (aligned, balanced units). Broadcasts.
+    """
+    return 2.0 * np.asarray(phi_amplitude, dtype=float) * (np.asarray(s, dtype=float) - np.asarray(a, dtype=float))
+
+
+def frequency_growth_per_step(phi_amplitude: ArrayLike, s: ArrayLike, a: ArrayLike, lr: float) -> NDArray[np.floating]:
+    """One gradient-descent step of an aligned, balanced frequency unit: ``(|λ'|² − |λ|²) / (η |λ|²) = 2x + η x²``.
+
+    With ``x = |Φ_αj| (s_α − a_α)`` the unit's gain is multiplied by ``1 + η x`` per step, so the relative growth
+    of ``|λ_j|²`` per unit of ``t/τ`` exceeds the flow law :func:`frequency_growth_rate` by the Euler term ``η x²``.
+    """
+    x = 0.5 * frequency_growth_rate(phi_amplitude, s, a)
+    return 2.0 * x + _positive("lr", lr) * x**2
