@@ -169,7 +169,7 @@ class ClaimSet:
         i = int(np.nanargmax(np.where(np.isfinite(err), err - bound, np.inf))) if err.size else 0
         worst = ""
         if m_b.size > 1:
-            if e_b.flat[i] != 0:
+            if rtol is not None and e_b.flat[i] != 0:
                 worst = f"{m_b.flat[i]:.4g} vs {e_b.flat[i]:.4g}, rel. err {err.flat[i] / abs(e_b.flat[i]):.2g}"
             else:
                 worst = f"{m_b.flat[i]:.4g} vs 0, abs. err {err.flat[i]:.2g}"

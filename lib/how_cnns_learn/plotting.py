@@ -11,12 +11,13 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from numpy.typing import NDArray
 
-__all__ = ["set_book_style", "theory_vs_simulation", "mode_palette"]
+__all__ = ["bars_with_theory", "mode_palette", "set_book_style", "theory_vs_simulation"]
 
 
 def set_book_style() -> None:
@@ -116,4 +117,32 @@ def theory_vs_simulation(
     ]
     ax.legend(handles=handles, fontsize=8, loc="best")
     fig.align_ylabels([ax, axr])
+    return fig
+
+
+def bars_with_theory(
+    frame: pd.DataFrame, *, x: str, y: str, hue: str, theory: str | None = None, ylabel: str, xlabel: str | None = None
+) -> Figure:
+    """Grouped bars of a measured quantity (mean over rows, with every row as a dot) and the theory as a marker.
+
+    Args:
+        frame: tidy table, one row per measurement (e.g. per network × mode × model).
+        x, hue: columns for the groups on the axis and the bars within a group.
+        y: column of the measured value.
+        theory: optional column with the theory value of each (x, hue) group (drawn as a black diamond).
+    """
+    for column in [x, y, hue] + ([theory] if theory else []):
+        if column not in frame.columns:
+            raise ValueError(f"column {column!r} not in the table (columns: {list(frame.columns)})")
+    fig, ax = plt.subplots(figsize=(7.0, 3.8))
+    sns.barplot(frame, x=x, y=y, hue=hue, errorbar=None, alpha=0.75, ax=ax)
+    sns.stripplot(frame, x=x, y=y, hue=hue, dodge=True, color="0.2", size=3, legend=False, ax=ax)
+    if theory is not None:
+        ref = frame.groupby([x, hue], sort=False, observed=True)[theory].first().reset_index()
+        sns.stripplot(ref, x=x, y=theory, hue=hue, dodge=True, marker="D", color="black", size=7, jitter=False,
+                      legend=False, ax=ax)
+        ax.plot([], [], "D", color="black", label="theory")
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel(xlabel if xlabel is not None else x)
+    ax.legend(fontsize=8)
     return fig

@@ -38,6 +38,7 @@ __all__ = [
     "aligned_fcnn_init",
     "cnn_end_to_end",
     "cnn_gradients",
+    "fit_logistic_rate",
     "fcnn_gradients",
     "mode_strengths",
     "random_cnn_init",
@@ -63,6 +64,7 @@ class TrainingRun:
         weights: final weights by name (FCNN: ``W1`` ``(B, h, n²)``, ``W2`` ``(B, p, h)``; CNN: ``W``
             ``(B, p, n, n)``, ``kernel`` ``(B, n, n)`` embedded).
         s: ``(p,)`` singular values of the structure the strengths refer to.
+        end_to_end: ``(B, p, n²)`` final end-to-end maps ``M``.
         kernel_power: CNN only, if recorded: ``(T, B, n, n)`` values of ``|λ_j|² = |(Q r̃)_j|²``.
     """
 
@@ -73,6 +75,7 @@ class TrainingRun:
     invariant_drift: NDArray[np.floating]
     weights: dict[str, NDArray[np.floating]]
     s: NDArray[np.floating]
+    end_to_end: NDArray[np.floating]
     kernel_power: NDArray[np.floating] | None = field(default=None)
 
     def to_frame(self) -> pd.DataFrame:
@@ -217,8 +220,8 @@ def _gradient_descent(
     lr: float,
     steps: int,
     observe: Callable[[int, list[torch.Tensor]], None] | None = None,
-) -> tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating], list[torch.Tensor]]:
-    """The shared GD loop: record ``a_α`` and the loss before every update; returns (a, loss, drift, params)."""
+) -> tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating], NDArray[np.floating], list[torch.Tensor]]:
+    """The shared GD loop: record ``a_α`` and the loss before every update; returns (a, loss, drift, M, params)."""
     dtype, dev = params[0].dtype, params[0].device
     d, p = data.flat_inputs.shape[1], data.targets.shape[1]
     if structure.p != p or structure.n**2 != d:
@@ -251,7 +254,7 @@ def _gradient_descent(
         grads = gradients(params, sigma_yx - M_sxx)
         params = [w - lr * g for w, g in zip(params, grads)]
     drift = drift / invariant_scale(params)
-    return strengths.cpu().numpy(), losses.cpu().numpy(), drift.cpu().numpy(), params
+    return strengths.cpu().numpy(), losses.cpu().numpy(), drift.cpu().numpy(), M.cpu().numpy(), params
 
 
 def train_linear_fcnn(
@@ -292,7 +295,7 @@ def train_linear_fcnn(
         W1, W2 = ps
         return W2.transpose(-1, -2) @ W2 - W1 @ W1.transpose(-1, -2)
 
-    a, loss, drift, (W1, W2) = _gradient_descent(
+    a, loss, drift, M, (W1, W2) = _gradient_descent(
         data,
         structure,
         params,
@@ -311,6 +314,7 @@ def train_linear_fcnn(
         invariant_drift=drift,
         weights={"W1": W1.cpu().numpy(), "W2": W2.cpu().numpy()},
         s=np.asarray(structure.s, dtype=float),
+        end_to_end=M,
     )
 
 
@@ -363,7 +367,7 @@ def train_linear_cnn(
         W, r = ps
         return (torch.fft.fft2(W).abs() ** 2).sum(-3) - torch.fft.fft2(r).abs() ** 2
 
-    a, loss, drift, (W, r) = _gradient_descent(
+    a, loss, drift, M, (W, r) = _gradient_descent(
         data,
         structure,
         params,
@@ -383,6 +387,7 @@ def train_linear_cnn(
         invariant_drift=drift,
         weights={"W": W.cpu().numpy(), "kernel": r.cpu().numpy()},
         s=np.asarray(structure.s, dtype=float),
+        end_to_end=M,
         kernel_power=torch.stack(powers).cpu().numpy() if record_kernel_power else None,
     )
 
@@ -417,3 +422,27 @@ def measure_transitions(
                 times[f"t{int(level * 100)}"] = int(steps[above[0]])
             rows.append({"network": b, "mode": alpha + 1, **times, "width": times["t90"] - times["t10"]})
     return pd.DataFrame(rows)
+
+
+def fit_logistic_rate(
+    steps: NDArray[np.integer], strength: NDArray[np.floating], s: NDArray[np.floating], lo: float = 0.1, hi: float = 0.9
+) -> NDArray[np.floating]:
+    """Least-squares rate ``κ`` (per step) of ``logit(a/s) = κ (t − t50)`` over the part of each curve in ``(lo, hi)``.
+
+    For the logistic ``a = s / (1 + e^{−κ(t − t50)})`` this recovers ``κ`` exactly (``κ = 2ηgs``); it uses every
+    recorded point of the rise, so it is far less sensitive to step quantisation than the 10→90 % width.
+    Returns ``(B, p)``.
+    """
+    if strength.ndim != 3 or strength.shape[0] != steps.shape[0] or strength.shape[2] != s.shape[0]:
+        raise ValueError(f"strength must be (T, B, p) matching steps {steps.shape} and s {s.shape}, got {strength.shape}")
+    if not 0 < lo < hi < 1:
+        raise ValueError(f"need 0 < lo < hi < 1, got lo={lo}, hi={hi}")
+    out = np.empty(strength.shape[1:])
+    for b in range(strength.shape[1]):
+        for alpha in range(strength.shape[2]):
+            frac = strength[:, b, alpha] / s[alpha]
+            inside = (frac > lo) & (frac < hi)
+            if inside.sum() < 3:
+                raise ValueError(f"mode {alpha + 1} of network {b} has fewer than 3 points in ({lo}, {hi}); run longer")
+            out[b, alpha] = np.polyfit(steps[inside], np.log(frac[inside] / (1 - frac[inside])), 1)[0]
+    return out

@@ -21,8 +21,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .data import DatasetStructure
+from .fourier import dft2, dominant_frequency_mask
+
 __all__ = [
     "LN9",
+    "dominant_frequency_map",
+    "fcnn_limit_map",
+    "subdominant_share_exponent",
     "frequency_growth_rate",
     "frequency_growth_per_step",
     "mode_strength",
@@ -145,3 +151,40 @@ def frequency_growth_per_step(phi_amplitude: ArrayLike, s: ArrayLike, a: ArrayLi
     """
     x = 0.5 * frequency_growth_rate(phi_amplitude, s, a)
     return 2.0 * x + _positive("lr", lr) * x**2
+
+
+def subdominant_share_exponent(rho: ArrayLike) -> NDArray[np.floating]:
+    """Exponent of the dominant frequency bias: the final share ``q_j/q_{j*}`` of a frequency at amplitude ratio
+    ``ρ_j = |Φ_αj|/Φ*_α`` scales as ``σ^{2(1−ρ_j)}`` with the initial weight scale ``σ`` (Prop. 2)."""
+    rho_ = np.asarray(rho, dtype=float)
+    if np.any((rho_ < 0) | (rho_ > 1)):
+        raise ValueError(f"ρ must lie in [0, 1], got {rho}")
+    return 2.0 * (1.0 - rho_)
+
+
+def _mode_gains(structure: DatasetStructure, d: ArrayLike | None) -> NDArray[np.floating]:
+    d_ = np.ones(structure.p) if d is None else np.asarray(d, dtype=float)
+    if d_.shape != (structure.p,) or np.any(d_ <= 0):
+        raise ValueError(f"d must be {structure.p} positive numbers, got {d}")
+    return structure.s / d_
+
+
+def fcnn_limit_map(structure: DatasetStructure, d: ArrayLike | None = None) -> NDArray[np.floating]:
+    """End-to-end map the FCNN converges to under A1 from small init: ``M = Σ_α (s_α/d_α) u_α φ_αᵀ``, ``(p, n²)``."""
+    flat = structure.phi.reshape(structure.p, -1)
+    return (structure.U * _mode_gains(structure, d)) @ flat
+
+
+def dominant_frequency_map(structure: DatasetStructure, d: ArrayLike | None = None) -> NDArray[np.floating]:
+    """End-to-end map of the full-kernel linear CNN in the small-init limit (dominant frequency bias, Prop. 2).
+
+    Mode ``α`` is implemented through its dominant frequencies only: with ``P_α`` the projector onto them,
+    ``M = Σ_α (s_α/d_α) u_α (P_α φ_α)ᵀ / ‖P_α φ_α‖²``, ``(p, n²)``. It fits the training structure
+    (``M φ_α = (s_α/d_α) u_α`` when the modes' supports are disjoint, A3) but is a different interpolant from
+    :func:`fcnn_limit_map`. When several pairs tie for the maximum, the network splits the mode among them in
+    proportion to their initial gains; this formula then gives the even split, not the learned one.
+    """
+    masks = dominant_frequency_mask(structure.phi)
+    projected = np.fft.ifft2(dft2(structure.phi) * masks, axes=(-2, -1)).real.reshape(structure.p, -1)
+    norms = (projected**2).sum(axis=1)
+    return (structure.U * (_mode_gains(structure, d) / norms)) @ projected
