@@ -99,16 +99,12 @@ def test_bad_inputs_raise():
 
 
 def _torch_reference_cnn(W0, r0, train, lr, steps, k):
-    """Train models.LinearCNN with autograd from the same initial weights; return a_α per step."""
+    """Train models.LinearCNN with autograd from the same initial weights; return its predictions per step."""
     from how_cnns_learn import models
 
     n, p = train.inputs.shape[-1], train.targets.shape[1]
-    model = models.LinearCNN(n, k, p)
-    pl = (k - 1) // 2
-    idx = (pl - np.arange(k)) % n
-    with torch.no_grad():
-        model.conv.weight[0, 0] = torch.tensor(r0[np.ix_(idx, idx)])
-        model.dense.weight[:] = torch.tensor(W0.reshape(p, -1))
+    model = models.LinearCNN(n, k, p, channels=r0.shape[0])
+    model.load_embedded(W0, r0)
     np.testing.assert_allclose(model.embedded_kernel(), r0, atol=0)
     X, Y = torch.tensor(train.inputs), torch.tensor(train.targets)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
@@ -122,22 +118,49 @@ def _torch_reference_cnn(W0, r0, train, lr, steps, k):
 
 
 @pytest.mark.parametrize("k", [3, 8])
-def test_fft_cnn_simulator_equals_the_autograd_model_step_by_step(k):
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("n_networks", [1, 3])
+def test_fft_cnn_simulator_equals_the_autograd_model_step_by_step(k, channels, n_networks):
     st = data.designed_structure()
     train = data.structure_items(st)
-    W0, r0 = simulate.random_cnn_init([0, 1, 2], 8, k, 3, 0.2)
+    W0, r0 = simulate.random_cnn_init(list(range(n_networks)), 8, k, 3, 0.2, channels)
     run = simulate.train_linear_cnn(train, st, lr=0.01, steps=30, kernel_size=k, init=(W0, r0))
-    for b in range(3):
+    for b in range(n_networks):
         preds = _torch_reference_cnn(W0[b], r0[b], train, 0.01, 30, k)
         ref = np.array([simulate.mode_strengths(y, train, st) for y in preds])
         np.testing.assert_allclose(run.mode_strength[:, b], ref, atol=1e-10)
-    assert not np.any(run.weights["kernel"][:, ~fourier.kernel_support(8, k)])
+    assert not np.any(run.weights["kernel"][..., ~fourier.kernel_support(8, k)])
+
+
+def test_float32_and_subsampled_records_agree_with_the_reference_run():
+    st = data.designed_structure()
+    train = data.structure_items(st)
+    full = simulate.train_linear_cnn(train, st, lr=0.01, steps=300, seeds=[0, 1])
+    sparse = simulate.train_linear_cnn(train, st, lr=0.01, steps=300, seeds=[0, 1], record_every=7)
+    assert sparse.steps[-1] == 300 and list(sparse.steps[:3]) == [0, 7, 14]
+    np.testing.assert_allclose(sparse.mode_strength, full.mode_strength[sparse.steps], rtol=0, atol=0)
+    single = simulate.train_linear_cnn(train, st, lr=0.01, steps=300, seeds=[0, 1], dtype=torch.float32)
+    np.testing.assert_allclose(single.mode_strength[-1], full.mode_strength[-1], atol=1e-3)
+    with pytest.raises(ValueError, match="dtype"):
+        simulate.train_linear_cnn(train, st, lr=0.01, steps=1, dtype=torch.int64)
+    with pytest.raises(ValueError, match="record_every"):
+        simulate.train_linear_cnn(train, st, lr=0.01, steps=1, record_every=0)
+
+
+def test_items_path_and_correlation_path_agree():
+    """N < n² uses the data matrix, N ≥ n² uses Σ_xx: the two must give the same run."""
+    st = data.designed_structure()
+    few = data.structure_items(st)  # N = 3 < 64
+    many = data.TrainingSet(np.concatenate([few.inputs] * 22), np.concatenate([few.targets] * 22), reduction="sum")
+    a = simulate.train_linear_cnn(few, st, lr=0.01 / 22, steps=50, seeds=[0], init_scale=1e-2).mode_strength / 1
+    b = simulate.train_linear_cnn(many, st, lr=0.01 / 22 / 22, steps=50, seeds=[0], init_scale=1e-2).mode_strength / 22
+    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-14)
 
 
 def test_cnn_gradients_match_finite_differences():
     rng = np.random.default_rng(4)
     train = data.TrainingSet(rng.standard_normal((5, 6, 6)), rng.standard_normal((5, 2)), reduction="mean")
-    W, r = rng.standard_normal((2, 6, 6)), rng.standard_normal((6, 6))
+    W, r = rng.standard_normal((2, 1, 6, 6)), rng.standard_normal((1, 6, 6))
     t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
 
     def loss(W_, r_):
@@ -150,13 +173,13 @@ def test_cnn_gradients_match_finite_differences():
     eps = 1e-6
     for idx in [(0, 1), (3, 5), (5, 0)]:
         rp, rm = r.copy(), r.copy()
-        rp[idx] += eps
-        rm[idx] -= eps
-        assert (loss(W, rp) - loss(W, rm)) / (2 * eps) == pytest.approx(gr.numpy()[idx], rel=1e-6)
+        rp[(0,) + idx] += eps
+        rm[(0,) + idx] -= eps
+        assert (loss(W, rp) - loss(W, rm)) / (2 * eps) == pytest.approx(gr.numpy()[(0,) + idx], rel=1e-6)
         Wp, Wm = W.copy(), W.copy()
-        Wp[(1,) + idx] += eps
-        Wm[(1,) + idx] -= eps
-        assert (loss(Wp, r) - loss(Wm, r)) / (2 * eps) == pytest.approx(gW.numpy()[(1,) + idx], rel=1e-6)
+        Wp[(1, 0) + idx] += eps
+        Wm[(1, 0) + idx] -= eps
+        assert (loss(Wp, r) - loss(Wm, r)) / (2 * eps) == pytest.approx(gW.numpy()[(1, 0) + idx], rel=1e-6)
 
 
 def test_cnn_per_frequency_invariant_is_conserved_to_second_order():

@@ -18,16 +18,22 @@ __all__ = ["LinearCNN", "LinearFCNN", "end_to_end_matrix"]
 
 
 class LinearCNN(nn.Module):
-    """Two-layer linear CNN: ``Conv2d(1, 1, k, padding="same", padding_mode="circular", bias=False)``, then
-    ``Linear(n², p, bias=False)`` on the flattened feature map. Input ``(N, n, n)``, output ``(N, p)``."""
+    """Two-layer linear CNN: ``Conv2d(1, C, k, padding="same", padding_mode="circular", bias=False)``, then
+    ``Linear(C·n², p, bias=False)`` on the flattened feature maps. Input ``(N, n, n)``, output ``(N, p)``."""
 
-    def __init__(self, n: int, kernel_size: int, n_outputs: int, dtype: torch.dtype = torch.float64):
+    def __init__(
+        self, n: int, kernel_size: int, n_outputs: int, channels: int = 1, dtype: torch.dtype = torch.float64
+    ):
         super().__init__()
         if not 1 <= kernel_size <= n:
             raise ValueError(f"kernel_size must lie in [1, n = {n}], got {kernel_size}")
+        if channels < 1:
+            raise ValueError(f"channels must be >= 1, got {channels}")
         self.n = n
-        self.conv = nn.Conv2d(1, 1, kernel_size, padding="same", padding_mode="circular", bias=False, dtype=dtype)
-        self.dense = nn.Linear(n * n, n_outputs, bias=False, dtype=dtype)
+        self.conv = nn.Conv2d(
+            1, channels, kernel_size, padding="same", padding_mode="circular", bias=False, dtype=dtype
+        )
+        self.dense = nn.Linear(channels * n * n, n_outputs, bias=False, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 3 or x.shape[1:] != (self.n, self.n):
@@ -35,8 +41,21 @@ class LinearCNN(nn.Module):
         return self.dense(self.conv(x.unsqueeze(1)).flatten(1))
 
     def embedded_kernel(self) -> NDArray[np.floating]:
-        """The ``(n, n)`` convolution kernel ``r̃`` equivalent to the cross-correlation weight (same ``|λ|``)."""
-        return cross_correlation_weight_to_kernel(self.conv.weight.detach().cpu().numpy()[0, 0], self.n)
+        """The ``(C, n, n)`` convolution kernels ``r̃_c`` equivalent to the cross-correlation weights (same ``|λ|``)."""
+        weights = self.conv.weight.detach().cpu().numpy()[:, 0]
+        return np.stack([cross_correlation_weight_to_kernel(w, self.n) for w in weights])
+
+    def load_embedded(self, dense: NDArray[np.floating], kernel: NDArray[np.floating]) -> None:
+        """Set the weights from the simulator's layout: ``dense`` ``(p, C, n, n)``, ``kernel`` ``(C, n, n)`` embedded."""
+        k = self.conv.kernel_size[0]
+        C = self.conv.out_channels
+        if dense.shape != (self.dense.out_features, C, self.n, self.n) or kernel.shape != (C, self.n, self.n):
+            raise ValueError(f"expected dense (p, {C}, {self.n}, {self.n}) and kernel ({C}, {self.n}, {self.n}), "
+                             f"got {dense.shape} and {kernel.shape}")
+        idx = ((k - 1) // 2 - np.arange(k)) % self.n  # inverse of cross_correlation_weight_to_kernel
+        with torch.no_grad():
+            self.conv.weight[:, 0] = torch.as_tensor(kernel[:, idx][:, :, idx])
+            self.dense.weight[:] = torch.as_tensor(dense.reshape(dense.shape[0], -1))
 
 
 class LinearFCNN(nn.Module):

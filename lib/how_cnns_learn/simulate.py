@@ -1,20 +1,25 @@
 """Full-batch gradient-descent simulators, and the measurements taken on their trajectories.
 
 A **run** trains ``B`` independent networks at once (one per seed; the batch is the leading axis of
-every weight tensor) on one :class:`~how_cnns_learn.data.TrainingSet` and records, at every step, the
-mode strengths ``a_α(t) = u_αᵀ Σ_ŷx(t) φ_α`` of a :class:`~how_cnns_learn.data.DatasetStructure`
-and the loss. Each network's initial weights depend only on its own seed, so a run's result for a
-seed does not depend on which other seeds share the batch.
+every weight tensor) on one :class:`~how_cnns_learn.data.TrainingSet` and records, every
+``record_every`` steps, the mode strengths ``a_α(t) = u_αᵀ Σ_ŷx(t) φ_α`` of a
+:class:`~how_cnns_learn.data.DatasetStructure` and the loss (and, if asked, the kernel's power
+spectrum). Each network's initial weights depend only on its own seed, so a run's result for a seed
+does not depend on which other seeds share the batch. Memory is bounded by what is recorded.
 
 Models (end-to-end map ``ŷ = M x`` on flattened images ``x ∈ ℝ^{n²}``; residual ``R = Σ_yx − MΣ_xx``):
 
 * **linear FCNN** ``M = W₂ W₁`` with ``W₁`` ``(h, n²)`` and ``W₂`` ``(p, h)`` (Saxe et al. 2014):
   ``∂L/∂W₁ = −W₂ᵀR``, ``∂L/∂W₂ = −R W₁ᵀ``; invariant ``W₂ᵀW₂ − W₁W₁ᵀ``.
-* **linear CNN** ``M = W C_r``: a single-channel circular convolution with a ``k×k`` kernel (embedded as
-  ``r̃``, ``(n, n)``), then a dense layer ``W`` ``(p, n²)``, held as images ``(p, n, n)``. Row ``i`` of ``M``
-  is the circular cross-correlation ``W_i ⋆ r̃``; the gradients are ``∂L/∂W_i = −r̃ ⊛ R_i`` and
-  ``∂L/∂r̃ = −P Σ_i W_i ⋆ R_i`` (``P`` projects onto the ``k×k`` support), all computed with FFTs;
-  invariant (full kernel) ``Σ_i |(QW_i)_j|² − |λ_j|²`` per frequency ``j``, with ``λ = Q r̃``.
+* **linear CNN** ``M = Σ_c W_c C_{r_c}``: ``C`` circular convolutions (one input channel, ``C`` output
+  channels) with ``k×k`` kernels embedded as ``r̃_c`` ``(n, n)``, then a dense layer ``W`` ``(p, C·n²)``,
+  held as images ``(p, C, n, n)``. Row ``i`` of ``M`` is ``Σ_c W_ic ⋆ r̃_c`` (circular cross-correlation);
+  ``∂L/∂W_ic = −r̃_c ⊛ R_i`` and ``∂L/∂r̃_c = −P Σ_i W_ic ⋆ R_i`` (``P`` projects onto the ``k×k``
+  support), all computed with real FFTs (``rfft2``) that each step computes once; invariant (full kernel)
+  ``Σ_i |(QW_ic)_j|² − |λ_cj|²`` per channel and frequency, with ``λ_c = Q r̃_c``.
+
+When the training set has fewer items than pixels (``N < n²``) the residual is formed from the data
+(``MΣ_xx = w (MXᵀ) X``), otherwise from ``Σ_xx``; both give the same numbers.
 
 Gradients are tested against autograd and finite differences. Computation is in torch (float64 by
 default) on the device given; results come back as numpy arrays.
@@ -22,8 +27,9 @@ default) on the device given; results come back as numpy arrays.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -55,17 +61,18 @@ class TrainingRun:
 
     Attributes:
         seeds: ``(B,)`` seed of each network (−1 for a given, non-random init).
-        steps: ``(T,)`` recorded step numbers (0 = before the first update).
+        steps: ``(T,)`` recorded step numbers (0 = before the first update; the last step is always recorded).
         mode_strength: ``(T, B, p)`` values of ``a_α``.
         loss: ``(T, B)`` training loss.
-        invariant_drift: ``(B,)`` ``max_t ‖I(t) − I(0)‖ / scale(T)`` of the model's conserved quantity ``I``
-            (FCNN: ``W₂ᵀW₂ − W₁W₁ᵀ`` relative to ``‖W₁W₁ᵀ‖_F``; CNN: per-frequency ``Σ_i|(QW_i)_j|² − |λ_j|²``
-            relative to ``‖|λ|²‖₂``, conserved by the gradient flow for a full-size kernel).
+        invariant_drift: ``(B,)`` ``max_t ‖I(t) − I(0)‖ / scale(T)`` over *every* step of the model's conserved
+            quantity ``I`` (FCNN: ``W₂ᵀW₂ − W₁W₁ᵀ`` relative to ``‖W₁W₁ᵀ‖_F``; CNN: per channel and frequency
+            ``Σ_i|(QW_ic)_j|² − |λ_cj|²`` over the ``rfft2`` half-spectrum, relative to ``‖|λ|²‖₂`` there;
+            conserved by the gradient flow for a full-size kernel).
         weights: final weights by name (FCNN: ``W1`` ``(B, h, n²)``, ``W2`` ``(B, p, h)``; CNN: ``W``
-            ``(B, p, n, n)``, ``kernel`` ``(B, n, n)`` embedded).
+            ``(B, p, C, n, n)``, ``kernel`` ``(B, C, n, n)`` embedded).
         s: ``(p,)`` singular values of the structure the strengths refer to.
         end_to_end: ``(B, p, n²)`` final end-to-end maps ``M``.
-        kernel_power: CNN only, if recorded: ``(T, B, n, n)`` values of ``|λ_j|² = |(Q r̃)_j|²``.
+        kernel_power: CNN only, if recorded: ``(T, B, C, n, n)`` values of ``|λ_cj|² = |(Q r̃_c)_j|²``.
     """
 
     seeds: NDArray[np.int64]
@@ -120,22 +127,22 @@ def random_fcnn_init(
 
 
 def random_cnn_init(
-    seeds: Sequence[int], n: int, kernel_size: int, n_outputs: int, init_scale: float
+    seeds: Sequence[int], n: int, kernel_size: int, n_outputs: int, init_scale: float, channels: int = 1
 ) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
     """I.i.d. ``N(0, init_scale²)`` dense weights and kernel entries (on the centred ``k×k`` support), one generator per seed.
 
-    The same ``σ`` for both layers gives ``E|λ_j|² = k²σ²`` and ``E Σ_i|(QW_i)_j|² = p n²σ²``.
-    Returns ``W`` ``(B, p, n, n)`` and the embedded kernel ``(B, n, n)``.
+    The same ``σ`` for both layers gives ``E|λ_cj|² = k²σ²`` and ``E Σ_i|(QW_ic)_j|² = p n²σ²``.
+    Returns ``W`` ``(B, p, C, n, n)`` and the embedded kernels ``(B, C, n, n)``.
     """
-    if n_outputs < 1 or not init_scale > 0:
-        raise ValueError(f"need n_outputs >= 1 and init_scale > 0, got {n_outputs}, {init_scale}")
     support = kernel_support(n, kernel_size)
+    if n_outputs < 1 or channels < 1 or not init_scale > 0:
+        raise ValueError(f"need n_outputs >= 1, channels >= 1, init_scale > 0; got {n_outputs}, {channels}, {init_scale}")
     W, kernels = [], []
     for seed in _check_seeds(seeds):
         rng = np.random.default_rng(seed)
-        W.append(init_scale * rng.standard_normal((n_outputs, n, n)))
-        r = np.zeros((n, n))
-        r[support] = init_scale * rng.standard_normal(kernel_size**2)
+        W.append(init_scale * rng.standard_normal((n_outputs, channels, n, n)))
+        r = np.zeros((channels, n, n))
+        r[:, support] = init_scale * rng.standard_normal((channels, kernel_size**2))
         kernels.append(r)
     return np.stack(W), np.stack(kernels)
 
@@ -166,14 +173,14 @@ def fcnn_gradients(W1: torch.Tensor, W2: torch.Tensor, residual: torch.Tensor) -
 
 
 def cnn_end_to_end(W: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """``M = W C_r`` of the linear CNN as ``(..., p, n²)``: row ``i`` is ``W_i ⋆ r̃`` (FFT: ``Ŵ_i · conj(λ)``).
+    """``M = Σ_c W_c C_{r_c}`` of the linear CNN as ``(..., p, n²)``: row ``i`` is ``Σ_c W_ic ⋆ r̃_c``.
 
     Args:
-        W: ``(..., p, n, n)`` dense weights as images.
-        kernel: ``(..., n, n)`` embedded kernel ``r̃``.
+        W: ``(..., p, C, n, n)`` dense weights as images.
+        kernel: ``(..., C, n, n)`` embedded kernels ``r̃_c``.
     """
-    lam = torch.fft.fft2(kernel)
-    M = torch.fft.ifft2(torch.fft.fft2(W) * lam.conj().unsqueeze(-3)).real
+    n = kernel.shape[-1]
+    M = torch.fft.irfft2((torch.fft.rfft2(W) * torch.fft.rfft2(kernel).conj().unsqueeze(-4)).sum(-3), s=(n, n))
     return M.flatten(-2)
 
 
@@ -182,12 +189,19 @@ def cnn_gradients(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(∂L/∂W, ∂L/∂r̃)`` of the linear CNN given the residual ``R = Σ_yx − MΣ_xx`` ``(..., p, n²)``.
 
-    ``∂L/∂W_i = −r̃ ⊛ R_i`` and ``∂L/∂r̃ = −P Σ_i W_i ⋆ R_i``, with ``support`` the ``(n, n)`` 0/1 mask of ``P``.
+    ``∂L/∂W_ic = −r̃_c ⊛ R_i`` and ``∂L/∂r̃_c = −P Σ_i W_ic ⋆ R_i``, with ``support`` the ``(n, n)`` 0/1 mask of ``P``.
+    Shapes as in :func:`cnn_end_to_end`.
     """
-    R_hat = torch.fft.fft2(residual.reshape(W.shape))
-    lam = torch.fft.fft2(kernel)
-    grad_W = -torch.fft.ifft2(lam.unsqueeze(-3) * R_hat).real
-    grad_r = -torch.fft.ifft2((torch.fft.fft2(W) * R_hat.conj()).sum(-3)).real * support
+    return _cnn_gradients_hat(torch.fft.rfft2(W), torch.fft.rfft2(kernel), residual, support)
+
+
+def _cnn_gradients_hat(
+    W_hat: torch.Tensor, lam: torch.Tensor, residual: torch.Tensor, support: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    n = support.shape[-1]
+    R_hat = torch.fft.rfft2(residual.unflatten(-1, (n, n))).unsqueeze(-3)  # (..., p, 1, n, n//2+1)
+    grad_W = -torch.fft.irfft2(lam.unsqueeze(-4) * R_hat, s=(n, n))
+    grad_r = -torch.fft.irfft2((W_hat * R_hat.conj()).sum(-4), s=(n, n)) * support
     return grad_W, grad_r
 
 
@@ -205,56 +219,148 @@ def mode_strengths(
     return np.einsum("ia,ij,aj->a", structure.U, sigma_hat, structure.phi.reshape(structure.p, -1))
 
 
-Gradients = Callable[[list[torch.Tensor], torch.Tensor], list[torch.Tensor]]
+class _LinearModel(Protocol):
+    """What the shared GD loop needs from a model (parameters are a list of batched tensors)."""
+
+    def forward(self, params: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+        """End-to-end maps ``M`` ``(B, p, n²)`` and a cache reused by the two methods below."""
+
+    def gradients(self, params: list[torch.Tensor], residual: torch.Tensor, cache: Any) -> list[torch.Tensor]:
+        """Loss gradients given ``R = Σ_yx − MΣ_xx``."""
+
+    def invariant(self, params: list[torch.Tensor], cache: Any) -> torch.Tensor:
+        """The conserved quantity, ``(B, ...)``."""
+
+    def invariant_scale(self, params: list[torch.Tensor]) -> torch.Tensor:
+        """``(B,)`` normalisation of the invariant's drift."""
+
+
+class _FCNN:
+    def forward(self, params: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+        return params[1] @ params[0], None
+
+    def gradients(self, params: list[torch.Tensor], residual: torch.Tensor, cache: Any) -> list[torch.Tensor]:
+        return list(fcnn_gradients(params[0], params[1], residual))
+
+    def invariant(self, params: list[torch.Tensor], cache: Any) -> torch.Tensor:
+        W1, W2 = params
+        return W2.transpose(-1, -2) @ W2 - W1 @ W1.transpose(-1, -2)
+
+    def invariant_scale(self, params: list[torch.Tensor]) -> torch.Tensor:
+        return torch.linalg.matrix_norm(params[0] @ params[0].transpose(-1, -2))
+
+
+@dataclass(frozen=True)
+class _CNN:
+    support: torch.Tensor  # (n, n) 0/1 mask of the kernel window
+
+    def forward(self, params: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
+        W, r = params
+        n = r.shape[-1]
+        W_hat, lam = torch.fft.rfft2(W), torch.fft.rfft2(r)
+        M = torch.fft.irfft2((W_hat * lam.conj().unsqueeze(-4)).sum(-3), s=(n, n)).flatten(-2)
+        return M, (W_hat, lam)
+
+    def gradients(self, params: list[torch.Tensor], residual: torch.Tensor, cache: Any) -> list[torch.Tensor]:
+        return list(_cnn_gradients_hat(*cache, residual, self.support))
+
+    def invariant(self, params: list[torch.Tensor], cache: Any) -> torch.Tensor:
+        W_hat, lam = cache
+        return (W_hat.abs() ** 2).sum(-4) - lam.abs() ** 2
+
+    def invariant_scale(self, params: list[torch.Tensor]) -> torch.Tensor:
+        return torch.linalg.vector_norm((torch.fft.rfft2(params[1]).abs() ** 2).flatten(1), dim=1)
+
+
+@dataclass(frozen=True)
+class _Trajectory:
+    steps: NDArray[np.int64]
+    strengths: NDArray[np.floating]
+    losses: NDArray[np.floating]
+    drift: NDArray[np.floating]
+    end_to_end: NDArray[np.floating]
+    params: list[torch.Tensor]
+    kernel_power: NDArray[np.floating] | None
 
 
 def _gradient_descent(
     data: TrainingSet,
     structure: DatasetStructure,
+    model: _LinearModel,
     params: list[torch.Tensor],
     *,
-    end_to_end: Callable[[list[torch.Tensor]], torch.Tensor],
-    gradients: Gradients,
-    invariant: Callable[[list[torch.Tensor]], torch.Tensor],
-    invariant_scale: Callable[[list[torch.Tensor]], torch.Tensor],
     lr: float,
     steps: int,
-    observe: Callable[[int, list[torch.Tensor]], None] | None = None,
-) -> tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating], NDArray[np.floating], list[torch.Tensor]]:
-    """The shared GD loop: record ``a_α`` and the loss before every update; returns (a, loss, drift, M, params)."""
+    record_every: int = 1,
+    record_kernel_power: bool = False,
+) -> _Trajectory:
+    """The shared GD loop: record ``a_α`` and the loss every ``record_every`` steps (and at the end)."""
     dtype, dev = params[0].dtype, params[0].device
     d, p = data.flat_inputs.shape[1], data.targets.shape[1]
     if structure.p != p or structure.n**2 != d:
         raise ValueError(f"structure (p={structure.p}, n²={structure.n**2}) does not match data (p={p}, n²={d})")
     if steps < 0 or not lr > 0:
         raise ValueError(f"need steps >= 0 and lr > 0, got steps={steps}, lr={lr}")
+    if record_every < 1:
+        raise ValueError(f"record_every must be >= 1, got {record_every}")
 
     def to_torch(a: NDArray[np.floating]) -> torch.Tensor:
         return torch.as_tensor(np.asarray(a), dtype=dtype, device=dev)
 
-    sigma_yx, sigma_xx = to_torch(data.sigma_yx), to_torch(data.sigma_xx)
+    w = data.item_weight
+    phi = to_torch(structure.phi.reshape(p, d)).T  # (d, p)
+    sigma_yx = to_torch(data.sigma_yx)
     U = to_torch(structure.U)
-    probe = sigma_xx @ to_torch(structure.phi.reshape(p, d)).T  # (d, p): Σ_xx φ_α
-    y_energy = 0.5 * data.item_weight * float((data.targets**2).sum())
+    use_items = data.flat_inputs.shape[0] < d
+    if use_items:  # M Σ_xx = w (M Xᵀ) X: cheaper than a (d, d) product when N < d
+        X = to_torch(data.flat_inputs)
+        X_phi = X @ phi  # (N, p)
+    else:
+        sigma_xx = to_torch(data.sigma_xx)
+        probe = sigma_xx @ phi  # (d, p): Σ_xx φ_α
+    y_energy = 0.5 * w * float((data.targets**2).sum())
+
+    recorded = list(range(0, steps + 1, record_every))
+    if recorded[-1] != steps:
+        recorded.append(steps)
     B = params[0].shape[0]
-    strengths = torch.empty((steps + 1, B, p), dtype=dtype, device=dev)
-    losses = torch.empty((steps + 1, B), dtype=dtype, device=dev)
-    invariant0 = invariant(params).flatten(1)
+    strengths = torch.empty((len(recorded), B, p), dtype=dtype, device=dev)
+    losses = torch.empty((len(recorded), B), dtype=dtype, device=dev)
+    powers: list[torch.Tensor] = []
+    invariant0: torch.Tensor | None = None
     drift = torch.zeros(B, dtype=dtype, device=dev)
+    slot = 0
     for k in range(steps + 1):
-        M = end_to_end(params)
-        M_sxx = M @ sigma_xx
-        strengths[k] = torch.einsum("ia,bia->ba", U, M @ probe)
-        losses[k] = y_energy - (M * sigma_yx).sum((-1, -2)) + 0.5 * (M_sxx * M).sum((-1, -2))
-        drift = torch.maximum(drift, torch.linalg.vector_norm(invariant(params).flatten(1) - invariant0, dim=1))
-        if observe is not None:
-            observe(k, params)
+        M, cache = model.forward(params)
+        if use_items:
+            MXt = M @ X.T  # (B, p, N)
+            M_sxx = w * MXt @ X
+        else:
+            M_sxx = M @ sigma_xx
+        invariant = model.invariant(params, cache).flatten(1)
+        if invariant0 is None:
+            invariant0 = invariant
+        drift = torch.maximum(drift, torch.linalg.vector_norm(invariant - invariant0, dim=1))
+        if slot < len(recorded) and k == recorded[slot]:
+            Ma = w * MXt @ X_phi if use_items else M @ probe
+            strengths[slot] = torch.einsum("ia,bia->ba", U, Ma)
+            losses[slot] = y_energy - (M * sigma_yx).sum((-1, -2)) + 0.5 * (M_sxx * M).sum((-1, -2))
+            if record_kernel_power:
+                powers.append(torch.fft.fft2(params[1]).abs() ** 2)
+            slot += 1
         if k == steps:
             break
-        grads = gradients(params, sigma_yx - M_sxx)
-        params = [w - lr * g for w, g in zip(params, grads)]
-    drift = drift / invariant_scale(params)
-    return strengths.cpu().numpy(), losses.cpu().numpy(), drift.cpu().numpy(), M.cpu().numpy(), params
+        grads = model.gradients(params, sigma_yx - M_sxx, cache)
+        params = [x - lr * g for x, g in zip(params, grads)]
+    return _Trajectory(
+        steps=np.asarray(recorded, dtype=np.int64),
+        strengths=strengths.cpu().numpy(),
+        losses=losses.cpu().numpy(),
+        drift=(drift / model.invariant_scale(params)).cpu().numpy(),
+        end_to_end=M.cpu().numpy(),
+        params=params,
+        kernel_power=torch.stack(powers).cpu().numpy() if record_kernel_power else None,
+    )
 
 
 def train_linear_fcnn(
@@ -267,18 +373,21 @@ def train_linear_fcnn(
     init_scale: float = 1e-4,
     seeds: Sequence[int] = (0,),
     init: tuple[NDArray[np.floating], NDArray[np.floating]] | None = None,
+    record_every: int = 1,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float64,
 ) -> TrainingRun:
-    """Train ``B`` two-layer linear FCNNs by full-batch gradient descent, recording every step.
+    """Train ``B`` two-layer linear FCNNs by full-batch gradient descent.
 
     Args:
         data: training set; its ``reduction`` sets the loss normalisation.
         structure: the modes in which to measure ``a_α`` (usually ``data.structure()``).
         lr: learning rate η (theory time ``t/τ = η·step``).
-        steps: number of GD updates; ``steps + 1`` states are recorded.
+        steps: number of GD updates.
         hidden, init_scale, seeds: random init (see :func:`random_fcnn_init`), unless ``init`` is given.
         init: explicit ``(W1, W2)`` of shapes ``(B, h, n²)``, ``(B, p, h)``.
+        record_every: record every this many steps (1 when measuring stage widths).
+        dtype: ``torch.float64`` (default) or ``torch.float32``.
     """
     d, p = data.flat_inputs.shape[1], data.targets.shape[1]
     if init is None:
@@ -289,33 +398,25 @@ def train_linear_fcnn(
         if W1_0.ndim != 3 or W2_0.ndim != 3 or W1_0.shape[2] != d or W2_0.shape[1] != p or W1_0.shape[1] != W2_0.shape[2]:
             raise ValueError(f"init shapes {W1_0.shape}, {W2_0.shape} do not fit (B, h, {d}), (B, {p}, h)")
         seed_list = [-1] * W1_0.shape[0]
-    params = [torch.as_tensor(w, dtype=dtype, device=torch.device(device)) for w in (W1_0, W2_0)]
-
-    def balance(ps: list[torch.Tensor]) -> torch.Tensor:
-        W1, W2 = ps
-        return W2.transpose(-1, -2) @ W2 - W1 @ W1.transpose(-1, -2)
-
-    a, loss, drift, M, (W1, W2) = _gradient_descent(
-        data,
-        structure,
-        params,
-        end_to_end=lambda ps: ps[1] @ ps[0],
-        gradients=lambda ps, R: list(fcnn_gradients(ps[0], ps[1], R)),
-        invariant=balance,
-        invariant_scale=lambda ps: torch.linalg.matrix_norm(ps[0] @ ps[0].transpose(-1, -2)),
-        lr=lr,
-        steps=steps,
-    )
+    _check_dtype(dtype)
+    params = [torch.as_tensor(x, dtype=dtype, device=torch.device(device)) for x in (W1_0, W2_0)]
+    out = _gradient_descent(data, structure, _FCNN(), params, lr=lr, steps=steps, record_every=record_every)
+    W1, W2 = out.params
     return TrainingRun(
         seeds=np.asarray(seed_list, dtype=np.int64),
-        steps=np.arange(steps + 1),
-        mode_strength=a,
-        loss=loss,
-        invariant_drift=drift,
+        steps=out.steps,
+        mode_strength=out.strengths,
+        loss=out.losses,
+        invariant_drift=out.drift,
         weights={"W1": W1.cpu().numpy(), "W2": W2.cpu().numpy()},
         s=np.asarray(structure.s, dtype=float),
-        end_to_end=M,
+        end_to_end=out.end_to_end,
     )
+
+
+def _check_dtype(dtype: torch.dtype) -> None:
+    if dtype not in (torch.float64, torch.float32):
+        raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype}")
 
 
 def train_linear_cnn(
@@ -325,20 +426,23 @@ def train_linear_cnn(
     lr: float,
     steps: int,
     kernel_size: int | None = None,
+    channels: int = 1,
     init_scale: float = 1e-4,
     seeds: Sequence[int] = (0,),
     init: tuple[NDArray[np.floating], NDArray[np.floating]] | None = None,
+    record_every: int = 1,
     record_kernel_power: bool = False,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float64,
 ) -> TrainingRun:
-    """Train ``B`` two-layer linear CNNs (circular ``k×k`` conv, one channel, then dense) by full-batch GD.
+    """Train ``B`` two-layer linear CNNs (``C`` circular ``k×k`` convolutions, then dense) by full-batch GD.
 
     Args:
-        data, structure, lr, steps, seeds, init_scale: as in :func:`train_linear_fcnn`.
-        kernel_size: ``k ≤ n`` (default ``n``: full-size kernel); the kernel stays on its ``k×k`` support.
-        init: explicit ``(W, kernel)`` of shapes ``(B, p, n, n)`` and ``(B, n, n)`` (embedded).
-        record_kernel_power: also record ``|λ_j|²`` at every step (``(T, B, n, n)``).
+        data, structure, lr, steps, seeds, init_scale, record_every, dtype: as in :func:`train_linear_fcnn`.
+        kernel_size: ``k ≤ n`` (default ``n``: full-size kernels); kernels stay on their ``k×k`` support.
+        channels: ``C``, the number of convolution output channels.
+        init: explicit ``(W, kernel)`` of shapes ``(B, p, C, n, n)`` and ``(B, C, n, n)`` (embedded).
+        record_kernel_power: also record ``|λ_cj|²`` at the recorded steps (``(T, B, C, n, n)``).
     """
     n, p = data.inputs.shape[-1], data.targets.shape[1]
     k = n if kernel_size is None else kernel_size
@@ -346,49 +450,33 @@ def train_linear_cnn(
         raise ValueError(f"kernel_size must lie in [1, n = {n}], got {kernel_size}")
     if init is None:
         seed_list = _check_seeds(seeds)
-        W0, r0 = random_cnn_init(seed_list, n, k, p, init_scale)
+        W0, r0 = random_cnn_init(seed_list, n, k, p, init_scale, channels)
     else:
         W0, r0 = init
-        if W0.ndim != 4 or W0.shape[1:] != (p, n, n) or r0.shape != (W0.shape[0], n, n):
-            raise ValueError(f"init shapes {W0.shape}, {r0.shape} do not fit (B, {p}, {n}, {n}), (B, {n}, {n})")
-        if np.any(r0[:, ~kernel_support(n, k)]):
+        if W0.ndim != 5 or W0.shape[1] != p or W0.shape[3:] != (n, n) or r0.shape != (W0.shape[0], W0.shape[2], n, n):
+            raise ValueError(f"init shapes {W0.shape}, {r0.shape} do not fit (B, {p}, C, {n}, {n}), (B, C, {n}, {n})")
+        if np.any(r0[..., ~kernel_support(n, k)]):
             raise ValueError(f"the initial kernel has entries outside its {k}x{k} support (see fourier.kernel_support)")
         seed_list = [-1] * W0.shape[0]
+    _check_dtype(dtype)
     dev = torch.device(device)
-    params = [torch.as_tensor(w, dtype=dtype, device=dev) for w in (W0, r0)]
-    support = torch.as_tensor(kernel_support(n, k), dtype=dtype, device=dev)
-    powers: list[torch.Tensor] = []
-
-    def observe(step: int, ps: list[torch.Tensor]) -> None:
-        if record_kernel_power:
-            powers.append(torch.fft.fft2(ps[1]).abs() ** 2)
-
-    def conserved(ps: list[torch.Tensor]) -> torch.Tensor:
-        W, r = ps
-        return (torch.fft.fft2(W).abs() ** 2).sum(-3) - torch.fft.fft2(r).abs() ** 2
-
-    a, loss, drift, M, (W, r) = _gradient_descent(
-        data,
-        structure,
-        params,
-        end_to_end=lambda ps: cnn_end_to_end(ps[0], ps[1]),
-        gradients=lambda ps, R: list(cnn_gradients(ps[0], ps[1], R, support)),
-        invariant=conserved,
-        invariant_scale=lambda ps: torch.linalg.vector_norm((torch.fft.fft2(ps[1]).abs() ** 2).flatten(1), dim=1),
-        lr=lr,
-        steps=steps,
-        observe=observe,
+    params = [torch.as_tensor(x, dtype=dtype, device=dev) for x in (W0, r0)]
+    model = _CNN(support=torch.as_tensor(kernel_support(n, k), dtype=dtype, device=dev))
+    out = _gradient_descent(
+        data, structure, model, params, lr=lr, steps=steps, record_every=record_every,
+        record_kernel_power=record_kernel_power,
     )
+    W, r = out.params
     return TrainingRun(
         seeds=np.asarray(seed_list, dtype=np.int64),
-        steps=np.arange(steps + 1),
-        mode_strength=a,
-        loss=loss,
-        invariant_drift=drift,
+        steps=out.steps,
+        mode_strength=out.strengths,
+        loss=out.losses,
+        invariant_drift=out.drift,
         weights={"W": W.cpu().numpy(), "kernel": r.cpu().numpy()},
         s=np.asarray(structure.s, dtype=float),
-        end_to_end=M,
-        kernel_power=torch.stack(powers).cpu().numpy() if record_kernel_power else None,
+        end_to_end=out.end_to_end,
+        kernel_power=out.kernel_power,
     )
 
 
