@@ -28,7 +28,7 @@ HTML := _build/html
 export OMP_NUM_THREADS ?= 1
 unexport MPLBACKEND
 
-.PHONY: help venv mathjax execute chapter stage html book test bench-threads lint clean clean-venv
+.PHONY: help venv mathjax execute chapter stage html book test bench bench-threads clean clean-venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ book: html ## set up, execute (MODE=quick by default) and build the whole book
 
 test: $(VENV_STAMP) $(MATHJAX) ## run the test suite (lib, chapters in quick mode, pipeline, build)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV_STAMP) ## benchmark the batched FFT simulator against a plain PyTorch loop (side by side)
+	$(PY) bench/simulator.py
 
 bench-threads: $(VENV_STAMP) ## measure torch intra-op threads 1 vs 2 on a chapter-sized problem
 	$(PY) bench/threads.py

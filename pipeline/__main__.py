@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from .execute import ChapterFailed, base_parameters, chapters, execute_book, find_chapter
+from .execute import ChapterFailed, base_parameters, chapters, execute_book, find_chapter, timing_table
 from .stage import stage
 
 
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "execute":
             params = {**base_parameters(args.mode, args.seed, args.device), **_extra_parameters(args.param)}
             selected = [find_chapter(n) for n in args.names] if args.names else chapters()
-            execute_book(selected, params, timeout=args.timeout, force=args.force)
+            rows = execute_book(selected, params, timeout=args.timeout, force=args.force)
+            print("\n" + timing_table(rows))
         elif args.command == "stage":
             print(stage())
     except (ChapterFailed, ValueError) as err:

@@ -215,3 +215,11 @@ def execute_book(
         rows.append((chapter.stem, "executed" if ran else "cached", seconds))
         print(f"{chapter.stem:45s} {'executed' if ran else 'cached  '} {seconds:7.1f} s", flush=True)
     return rows
+
+
+def timing_table(rows: list[tuple[str, str, float]]) -> str:
+    """The per-chapter execution times as a small text table with the total (printed after a build)."""
+    lines = [f"{'chapter':45s} {'status':9s} {'seconds':>8s}", "-" * 64]
+    lines += [f"{name:45s} {status:9s} {seconds:8.1f}" for name, status, seconds in rows]
+    lines += ["-" * 64, f"{'total':45s} {'':9s} {sum(r[2] for r in rows):8.1f}"]
+    return "\n".join(lines)

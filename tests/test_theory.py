@@ -67,3 +67,32 @@ def test_growth_law_flow_and_step_forms():
     lr, x = 0.01, 5.0
     assert theory.frequency_growth_per_step(5.0, 2.0, 1.0, lr) == pytest.approx(((1 + lr * x) ** 2 - 1) / lr)
     assert theory.frequency_growth_per_step(5.0, 2.0, 1.0, 1e-9) == pytest.approx(x_flow, rel=1e-7)
+
+
+def test_frequency_race_reduces_to_the_logistic_for_a_single_pair():
+    from how_cnns_learn import data
+
+    n = 8
+    phi = data.cosine_image(n, 0, 2)[None]
+    single = data.DatasetStructure(U=np.eye(1), s=np.array([2.0]), phi=phi)
+    q0 = np.zeros((1, n, n))
+    q0[0, 0, 2] = q0[0, 0, 6] = 5e-4  # the pair ±(0, 2)
+    steps = np.linspace(0, 400, 401)
+    a, q = theory.frequency_race(single, q0, steps, lr=0.01)
+    expected = theory.mode_strength(steps, 2.0, 1e-3, 0.01, rate_factor=n / np.sqrt(2))
+    np.testing.assert_allclose(a[:, 0], expected, rtol=1e-7)
+    np.testing.assert_allclose(q[:, 0, 0, 2], q[:, 0, 0, 6])
+
+
+def test_frequency_race_ratio_of_log_growths_is_rho():
+    from how_cnns_learn import data, fourier
+
+    d1 = data.designed_structure()
+    spectrum = np.abs(fourier.dft2(d1.phi))
+    q0 = np.where(spectrum > 1e-9, 1e-6, 0.0)
+    a, q = theory.frequency_race(d1, q0, np.arange(0, 3001, 10.0), lr=0.01)
+    np.testing.assert_allclose(a[-1], d1.s, rtol=1e-6)
+    ratio = np.log(q[-1, 2, 2, 2] / q[0, 2, 2, 2]) / np.log(q[-1, 2, 2, 0] / q[0, 2, 2, 0])
+    assert ratio == pytest.approx(spectrum[2, 2, 2] / spectrum[2, 2, 0], rel=1e-9)
+    with pytest.raises(ValueError, match="increasing"):
+        theory.frequency_race(d1, q0, [1.0, 2.0], lr=0.01)

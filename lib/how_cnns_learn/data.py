@@ -142,17 +142,19 @@ def cosine_image(n: int, k1: int, k2: int) -> NDArray[np.floating]:
     return img / np.linalg.norm(img)
 
 
-def designed_structure(u_seed: int = 1) -> DatasetStructure:
-    """Data set **D1** ("designed structure"): n = 8, p = 3, s = (3, 2, 1).
+def designed_structure(u_seed: int = 1, n: int = 8) -> DatasetStructure:
+    """Data set **D1** ("designed structure"): ``n = 8`` by default, ``p = 3``, ``s = (3, 2, 1)``.
 
-    * φ₁ = ½[c(0,1) + c(1,0) + c(1,1) + c(1,−1)]: spread over four pairs, Φ* = 2√2;
-    * φ₂ = c(0,2): a pure cosine, Φ* = 4√2;
-    * φ₃ = 0.9 c(2,0) + √0.19 c(2,2): dominant plus secondary pair, Φ* = 0.9·4√2.
+    * φ₁ = ½[c(0,1) + c(1,0) + c(1,1) + c(1,−1)]: spread over four pairs, Φ* = n/(2√2);
+    * φ₂ = c(0,2): a pure cosine, Φ* = n/√2;
+    * φ₃ = 0.9 c(2,0) + √0.19 c(2,2): dominant plus secondary pair, Φ* = 0.9·n/√2.
 
     ``U`` is the Q factor of the QR decomposition of a 3×3 standard-normal matrix drawn with
-    ``numpy.random.default_rng(u_seed)`` (research notes §5.2).
+    ``numpy.random.default_rng(u_seed)`` (research notes §5.2). Other ``n ≥ 6`` keep the same frequencies
+    (used to measure how simulators scale with the image size).
     """
-    n = 8
+    if n < 6:
+        raise ValueError(f"D1 needs n >= 6 so that its frequencies are distinct, got n = {n}")
     phi = np.stack(
         [
             0.5 * (cosine_image(n, 0, 1) + cosine_image(n, 1, 0) + cosine_image(n, 1, 1) + cosine_image(n, 1, -1)),

@@ -30,6 +30,7 @@ __all__ = [
     "fcnn_limit_map",
     "subdominant_share_exponent",
     "frequency_growth_rate",
+    "frequency_race",
     "frequency_growth_per_step",
     "mode_strength",
     "mode_strength_discrete",
@@ -188,3 +189,75 @@ def dominant_frequency_map(structure: DatasetStructure, d: ArrayLike | None = No
     projected = np.fft.ifft2(dft2(structure.phi) * masks, axes=(-2, -1)).real.reshape(structure.p, -1)
     norms = (projected**2).sum(axis=1)
     return (structure.U * (_mode_gains(structure, d) / norms)) @ projected
+
+
+def frequency_race(
+    structure: DatasetStructure,
+    q0: NDArray[np.floating],
+    steps: ArrayLike,
+    lr: float,
+    method: str = "flow",
+) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
+    """The reduced per-frequency dynamics under A1–A4, integrated to any set of times.
+
+    Each frequency's contribution ``q_j = d_α |λ_j|²|Φ_αj|/n²`` (balanced, aligned units) obeys
+    ``dq_j/dt = 2η|Φ_αj| q_j (s_α − a_α)`` with ``a_α = Σ_{j ∈ supp Φ_α} q_j`` (Prop. 1). All frequencies of a mode
+    share the clock ``I_α(t) = ∫ (s_α − a_α)``, so ``q_j(t) = q_j(0) e^{2η|Φ_αj| I_α(t)}`` exactly, and only the
+    scalar ODE ``dI_α/dt = s_α − Σ_j q_j(0) e^{2η|Φ_αj| I_α}`` is integrated (scipy ``solve_ivp``, rtol 1e-10).
+
+    ``method="gd"`` iterates instead the exact gradient-descent map of aligned, balanced units,
+    ``q_j ← q_j (1 + η|Φ_αj|(s_α − a_α))²``, step by step (``steps`` must then be integers); it differs from
+    the flow by the Euler term, ``O(η)``.
+
+    Args:
+        structure: modes with disjoint Fourier supports (A3).
+        q0: ``(p, n, n)`` initial contributions; entries outside each mode's support are ignored.
+        steps: ``(T,)`` increasing times in GD steps (``t/τ = η·step``), starting at 0.
+        lr: learning rate η.
+        method: ``"flow"`` (gradient flow, any times) or ``"gd"`` (gradient descent, integer steps).
+
+    Returns:
+        ``a`` ``(T, p)`` and ``q`` ``(T, p, n, n)``.
+    """
+    from scipy.integrate import solve_ivp
+
+    p, n = structure.p, structure.n
+    q_init = np.asarray(q0, dtype=float)
+    if q_init.shape != (p, n, n) or np.any(q_init < 0):
+        raise ValueError(f"q0 must be non-negative with shape ({p}, {n}, {n}), got {q_init.shape}")
+    t = np.asarray(steps, dtype=float)
+    if t.ndim != 1 or t[0] != 0 or np.any(np.diff(t) <= 0):
+        raise ValueError("steps must be a 1-D increasing array starting at 0")
+    _positive("lr", lr)
+    amplitude = np.abs(dft2(structure.phi))
+    support = amplitude > 1e-9 * amplitude.reshape(p, -1).max(1)[:, None, None]
+    overlap = support.sum(axis=0) > 1
+    if np.any(overlap):
+        raise ValueError("the modes' Fourier supports overlap (assumption A3); the race is not separable")
+    q_start = np.where(support, q_init, 0.0)
+    if method == "gd":
+        if np.any(t != np.round(t)):
+            raise ValueError("method='gd' needs integer steps")
+        wanted = np.zeros(int(t[-1]) + 1, dtype=bool)
+        wanted[t.astype(int)] = True
+        q_now, out = q_start.copy(), []
+        for k in range(int(t[-1]) + 1):
+            if wanted[k]:
+                out.append(q_now)
+            a_now = q_now.sum(axis=(1, 2))
+            q_now = q_now * (1.0 + lr * amplitude * (structure.s - a_now)[:, None, None]) ** 2
+        q = np.stack(out)
+        return q.sum(axis=(2, 3)), q
+    if method != "flow":
+        raise ValueError(f"method must be 'flow' or 'gd', got {method!r}")
+    rates = 2.0 * lr * amplitude  # per step
+
+    def rhs(_: float, clock: NDArray[np.floating]) -> NDArray[np.floating]:
+        a = (q_start * np.exp(rates * clock[:, None, None])).sum(axis=(1, 2))
+        return structure.s - a
+
+    solution = solve_ivp(rhs, (0.0, t[-1]), np.zeros(p), t_eval=t, rtol=1e-10, atol=1e-12, method="LSODA")
+    if not solution.success:
+        raise RuntimeError(f"frequency_race: the ODE solver failed: {solution.message}")
+    q = q_start[None] * np.exp(rates[None] * solution.y.T[:, :, None, None])
+    return q.sum(axis=(2, 3)), q
