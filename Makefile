@@ -28,7 +28,7 @@ HTML := _build/html
 export OMP_NUM_THREADS ?= 1
 unexport MPLBACKEND
 
-.PHONY: help venv mathjax execute chapter stage html book test bench bench-threads clean clean-venv
+.PHONY: help venv mathjax browser execute chapter stage html book test check-html notebooks-branch bench bench-threads pdf clean clean-venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -71,8 +71,31 @@ html: stage ## build the HTML strictly (warnings fail) into _build/html
 
 book: html ## set up, execute (MODE=quick by default) and build the whole book
 
-test: $(VENV_STAMP) $(MATHJAX) ## run the test suite (lib, chapters in quick mode, pipeline, build)
+browser: ## install Debian's Chromium for the rendered-page test (needs root; the test skips, saying so, otherwise)
+	@if [ -n "$${CHROMIUM:-}" ] && [ -x "$${CHROMIUM:-}" ]; then echo "browser: $$CHROMIUM"; \
+	elif command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium (about a minute)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+			|| echo "WARNING: apt-get could not install chromium; the browser test will be skipped"; \
+	else echo "WARNING: chromium is missing and cannot be installed here (needs root and apt-get); the browser test will be skipped"; fi
+
+test: $(VENV_STAMP) $(MATHJAX) browser ## run the test suite (lib, chapters in quick mode, pipeline, build, browser)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+check-html: html browser ## check the built book in headless Chromium; screenshots to _build/screenshots
+	$(PY) -m pipeline.site_check _build/html
+
+notebooks-branch: stage ## assemble the published notebooks (executed) + lib + binder/ in _build/notebooks-branch
+	rm -rf _build/notebooks-branch
+	mkdir -p _build/notebooks-branch/book
+	cp _build/src/_extra/notebooks/*.ipynb _build/notebooks-branch/book/
+	cp -r lib binder environment.yml README.md _build/notebooks-branch/
+	rm -rf _build/notebooks-branch/lib/*.egg-info
+	find _build/notebooks-branch -name __pycache__ -prune -exec rm -rf {} +
+
+pdf: stage browser ## the whole book as one PDF (_build/book.pdf), printed offline by headless Chromium
+	$(PY) -m pipeline.pdf
 
 bench: $(VENV_STAMP) ## benchmark the batched FFT simulator against a plain PyTorch loop (side by side)
 	$(PY) bench/simulator.py
@@ -80,8 +103,8 @@ bench: $(VENV_STAMP) ## benchmark the batched FFT simulator against a plain PyTo
 bench-threads: $(VENV_STAMP) ## measure torch intra-op threads 1 vs 2 on a chapter-sized problem
 	$(PY) bench/threads.py
 
-clean: ## remove build outputs (keeps .venv)
-	rm -rf _build/src _build/jb _build/html _build/claims _build/keys
+clean: ## remove build outputs (keeps .venv and the vendored MathJax)
+	rm -rf _build/src _build/jb _build/html _build/claims _build/keys _build/pdf _build/book.pdf _build/screenshots _build/notebooks-branch
 
 clean-venv: ## remove the virtual environment
 	rm -rf $(VENV)

@@ -15,8 +15,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import nbformat
+import yaml
+
 from .execute import BOOK, ROOT, BuildPaths, ChapterFailed, chapters
 
+DOWNLOAD_TAG = "download-links"
+INSTALL_TAG = "install-if-missing"
 STATUS_PAGE = "reproduction_status.md"
 MARKER = "<!-- claims-table -->"
 MATHJAX_NPM = ROOT / "_build" / "npm" / "node_modules" / "mathjax" / "es5"
@@ -96,6 +101,16 @@ def stage(paths: BuildPaths = BuildPaths(), book: Path = BOOK, root: Path = ROOT
                 raise ChapterFailed(f"{page} lacks the marker {MARKER}")
             text = text.replace(MARKER, status_table(paths, book))
         (staged_book / page.name).write_text(text)
+    repository = yaml.safe_load((root / "_config.yml").read_text()).get("repository", {}).get("url", "")
+    for folder in ("sources", "notebooks"):
+        shutil.rmtree(src / "_extra" / folder, ignore_errors=True)
+        (src / "_extra" / folder).mkdir(parents=True)
+    for chapter in chapters(book):
+        shutil.copy2(chapter, src / "_extra" / "sources" / chapter.name)
+        staged = staged_book / f"{chapter.stem}.ipynb"
+        notebook = nbformat.read(staged, as_version=4)
+        nbformat.write(publishable(notebook, repository), src / "_extra" / "notebooks" / staged.name)
+        nbformat.write(with_download_links(notebook, chapter.stem), staged)
     for extra in sorted(book.glob("*.png")) + sorted(book.glob("*.bib")):
         shutil.copy2(extra, staged_book / extra.name)
     shutil.copy2(root / "_toc.yml", src / "_toc.yml")
@@ -111,3 +126,41 @@ def stage(paths: BuildPaths = BuildPaths(), book: Path = BOOK, root: Path = ROOT
         if (MATHJAX_NPM / sub).exists():
             shutil.copytree(MATHJAX_NPM / sub, target / sub)
     return src
+
+
+def _without_tag(notebook: nbformat.NotebookNode, tag: str) -> nbformat.NotebookNode:
+    copy = nbformat.from_dict(json.loads(json.dumps(notebook)))
+    copy.cells = [c for c in copy.cells if tag not in c.get("metadata", {}).get("tags", [])]
+    return copy
+
+
+def with_download_links(notebook: nbformat.NotebookNode, stem: str) -> nbformat.NotebookNode:
+    """The page version: a line under the title linking the executed notebook and the MyST source (idempotent)."""
+    page = _without_tag(notebook, DOWNLOAD_TAG)
+    links = nbformat.v4.new_markdown_cell(
+        f'<p class="chapter-downloads">Download this chapter: <a href="../notebooks/{stem}.ipynb" download>executed '
+        f'notebook (.ipynb)</a> · <a href="../sources/{stem}.md" download>MyST source (.md)</a>. Run it locally with '
+        f"<code>make chapter NAME={stem}</code>; parameters: <code>quick</code>, <code>seed</code>, "
+        "<code>device</code> (first code cell).</p>"
+    )
+    links.metadata["tags"] = [DOWNLOAD_TAG]
+    first_markdown = next(i for i, c in enumerate(page.cells) if c.cell_type == "markdown")
+    page.cells.insert(first_markdown + 1, links)
+    return page
+
+
+def publishable(notebook: nbformat.NotebookNode, repository: str) -> nbformat.NotebookNode:
+    """The download/launch version: the executed notebook with a first cell that installs the library if missing
+    (Colab, Binder without the project installed); it does nothing where ``how_cnns_learn`` imports."""
+    published = _without_tag(_without_tag(notebook, DOWNLOAD_TAG), INSTALL_TAG)
+    source = f"how-cnns-learn @ git+{repository}@main#subdirectory=lib" if repository else "how-cnns-learn"
+    install = nbformat.v4.new_code_cell(
+        "# Install the book's library where it is missing (e.g. on Colab); no effect where it is installed.\n"
+        "try:\n"
+        "    import how_cnns_learn  # noqa: F401\n"
+        "except ImportError:\n"
+        f'    %pip install --quiet "{source}"'
+    )
+    install.metadata["tags"] = [INSTALL_TAG]
+    published.cells.insert(0, install)
+    return published

@@ -42,6 +42,8 @@ def test_chapter_shape(chapter: Path):
     others = {c.stem for c in CHAPTERS} - {chapter.stem}
     assert not any(re.search(rf"\bimport\s+{o}\b|\bfrom\s+{o}\b", sources) for o in others), "no chapter imports another"
     assert "def train" not in sources, "chapters use lib's simulators, they do not define training loops"
+    title = next(line for line in chapter.read_text().splitlines() if line.startswith("# "))
+    assert "$" not in title, "no maths in titles: they show in the navigation of pages that do not load MathJax"
 
 
 def test_environment_yml_is_the_one_spec_and_names_every_lib_dependency():
@@ -77,3 +79,14 @@ def test_ci_runs_exactly_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and re.search(r"^make test$", ci, re.M)
+
+
+def test_the_ci_workflow_only_calls_make_targets_that_exist():
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z-]+):", makefile, re.M))
+    runs = [s["run"] for job in workflow["jobs"].values() for s in job["steps"] if "run" in s]
+    called = [re.match(r"make ([a-z-]+)", r).group(1) for r in runs]
+    assert called and set(called) <= targets, f"workflow calls {called}; Makefile has {sorted(targets)}"
+    assert all(r.startswith("make ") for r in runs), "workflow steps call make targets, they do not duplicate them"
+    assert "environment.yml" in str(workflow["jobs"]["build"]["steps"]), "the pip cache is keyed on the one spec"
