@@ -28,7 +28,7 @@ HTML := _build/html
 export OMP_NUM_THREADS ?= 1
 unexport MPLBACKEND
 
-.PHONY: help venv mathjax browser execute chapter stage html book test check-html notebooks-branch bench bench-threads pdf clean clean-venv
+.PHONY: help venv mathjax browser execute chapter stage html book test check-html faults notebooks-branch bench bench-threads pdf clean clean-venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -86,6 +86,9 @@ test: $(VENV_STAMP) $(MATHJAX) browser ## run the test suite (lib, chapters in q
 check-html: html browser ## check the built book in headless Chromium; screenshots to _build/screenshots
 	$(PY) -m pipeline.site_check _build/html
 
+faults: $(VENV_STAMP) ## inject each listed library fault into a scratch copy and show which claims catch it
+	$(PY) -m pipeline.faults
+
 notebooks-branch: stage ## assemble the published notebooks (executed) + lib + binder/ in _build/notebooks-branch
 	rm -rf _build/notebooks-branch
 	mkdir -p _build/notebooks-branch/book
@@ -104,7 +107,8 @@ bench-threads: $(VENV_STAMP) ## measure torch intra-op threads 1 vs 2 on a chapt
 	$(PY) bench/threads.py
 
 clean: ## remove build outputs (keeps .venv and the vendored MathJax)
-	rm -rf _build/src _build/jb _build/html _build/claims _build/keys _build/pdf _build/book.pdf _build/screenshots _build/notebooks-branch
+	rm -rf _build/src _build/jb _build/html _build/claims _build/keys _build/pdf _build/book.pdf _build/screenshots \
+		_build/notebooks-branch _build/failed _build/faults.json
 
 clean-venv: ## remove the virtual environment
 	rm -rf $(VENV)

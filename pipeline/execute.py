@@ -6,9 +6,12 @@ A chapter is a ``book/*.md`` file whose front matter names a ``kernelspec``. Exe
    ``parameters``-tagged cell (an unknown name is an error);
 2. runs it with papermill (cwd ``book/``, an execution timeout, ``OMP_NUM_THREADS=1`` unless set,
    ``HOW_CNNS_LEARN_CLAIMS_DIR`` pointing at the claims folder);
-3. requires the chapter's claims record to exist and to have no failed claim;
+3. requires the chapter's claims record to be complete (``finalize`` ran) with no failed claim;
 4. only then moves the executed notebook and the cache key into place. A failure leaves nothing
-   half-written: the partial notebook, the old key and the claims record are removed.
+   half-written in the book: the old key and the claims record are removed, and the notebook executed
+   up to the failure goes to ``_build/failed/`` for inspection. The error names the broken claims, each
+   on one line with its measured value, expected value and tolerance, also when the chapter crashed
+   after breaking them.
 
 The cache key is the SHA-256 of the chapter source, every file of ``lib/``, the parameters and the
 dependency spec ``environment.yml``: editing the library re-executes every chapter; editing nothing
@@ -58,6 +61,11 @@ class BuildPaths:
     @property
     def keys(self) -> Path:
         return self.root / "keys"
+
+    @property
+    def failed(self) -> Path:
+        """Executed notebooks of failed chapters, kept for inspection (not part of the book)."""
+        return self.root / "failed"
 
 
 def is_chapter(path: Path) -> bool:
@@ -130,6 +138,28 @@ def _check_parameters(notebook_path: Path, parameters: Mapping[str, Any], chapte
         )
 
 
+def _keep_failed_notebook(executed_nb: Path, paths: BuildPaths) -> None:
+    """Keep what was executed up to the failure in ``_build/failed`` (a CI artifact), never in the book."""
+    if executed_nb.exists():
+        paths.failed.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(executed_nb), paths.failed / executed_nb.name)
+
+
+def _broken_claims(record: Path) -> str:
+    """The claims that had already failed when the chapter stopped (from the incremental record)."""
+    if not record.exists():
+        return ""
+    claims = json.loads(record.read_text()).get("claims", [])
+    lines = [c for c in claims if not c["passed"]]
+    if not lines:
+        return ""
+    from how_cnns_learn.claims import Claim  # the one formatter of a claim's line
+
+    return "\nclaims broken before it stopped:\n" + "\n".join(
+        "  " + Claim(**{k: c[k] for k in Claim.__dataclass_fields__}).summary() for c in lines
+    )
+
+
 def _failure_message(chapter: Path, err: Exception) -> str:
     evalue = getattr(err, "evalue", None)
     ename = getattr(err, "ename", type(err).__name__)
@@ -181,18 +211,22 @@ def execute_chapter(
                 progress_bar=False,
                 log_output=False,
             )
-        except PapermillExecutionError as err:
+        except Exception as err:  # PapermillExecutionError; timeouts and kernel deaths come as other types
+            _keep_failed_notebook(executed_nb, paths)
+            message = _failure_message(chapter, err)
+            if "ClaimFailure" not in message:  # a ClaimFailure already lists its broken claims
+                message += _broken_claims(record)
             record.unlink(missing_ok=True)
-            raise ChapterFailed(_failure_message(chapter, err)) from None
-        except Exception as err:  # timeouts and kernel deaths come as other exception types
+            raise ChapterFailed(message) from None
+        summary = json.loads(record.read_text()) if record.exists() else None
+        if summary is None or not summary.get("complete"):
+            _keep_failed_notebook(executed_nb, paths)
             record.unlink(missing_ok=True)
-            raise ChapterFailed(_failure_message(chapter, err)) from err
-        if not record.exists():
             raise ChapterFailed(
-                f"chapter {chapter.stem} wrote no claims record: it must end with claims.finalize()"
+                f"chapter {chapter.stem} did not finalize its claims: it must end with claims.finalize()"
             )
-        summary = json.loads(record.read_text())
         if summary.get("n_failed", 1) != 0 or summary.get("n_claims", 0) == 0:
+            _keep_failed_notebook(executed_nb, paths)
             record.unlink(missing_ok=True)
             raise ChapterFailed(f"chapter {chapter.stem} has failed or missing claims: {summary}")
         shutil.move(str(executed_nb), out)

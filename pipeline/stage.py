@@ -24,6 +24,7 @@ DOWNLOAD_TAG = "download-links"
 INSTALL_TAG = "install-if-missing"
 STATUS_PAGE = "reproduction_status.md"
 MARKER = "<!-- claims-table -->"
+FAULTS_MARKER = "<!-- faults-table -->"
 MATHJAX_NPM = ROOT / "_build" / "npm" / "node_modules" / "mathjax" / "es5"
 
 
@@ -97,9 +98,9 @@ def stage(paths: BuildPaths = BuildPaths(), book: Path = BOOK, root: Path = ROOT
             continue
         text = page.read_text()
         if page.name == STATUS_PAGE:
-            if MARKER not in text:
-                raise ChapterFailed(f"{page} lacks the marker {MARKER}")
-            text = text.replace(MARKER, status_table(paths, book))
+            if MARKER not in text or FAULTS_MARKER not in text:
+                raise ChapterFailed(f"{page} lacks the marker {MARKER} or {FAULTS_MARKER}")
+            text = text.replace(MARKER, status_table(paths, book)).replace(FAULTS_MARKER, fault_table())
         (staged_book / page.name).write_text(text)
     repository = yaml.safe_load((root / "_config.yml").read_text()).get("repository", {}).get("url", "")
     for folder in ("sources", "notebooks"):
@@ -164,3 +165,17 @@ def publishable(notebook: nbformat.NotebookNode, repository: str) -> nbformat.No
     install.metadata["tags"] = [INSTALL_TAG]
     published.cells.insert(0, install)
     return published
+
+
+def fault_table(record: Path = ROOT / "_build" / "faults.json") -> str:
+    """The fault-injection table from the last ``make faults`` run, or a note that none has run."""
+    from .faults import FAULTS, FaultResult, table
+
+    if not record.exists():
+        return (
+            f"*Fault injection was not run for this build* ({len(FAULTS)} faults are defined; `make faults` runs "
+            "them and puts their table here)."
+        )
+    rows = json.loads(record.read_text())
+    return table([FaultResult(**{k: r[k] for k in ("fault", "description", "chapters", "failed_claims", "errors")})
+                  for r in rows])

@@ -67,3 +67,16 @@ def test_every_page_renders_in_a_real_browser(built_site: Path):
         pytest.skip("Chromium is not installed and `make browser` could not install it (needs root and apt-get)")
     problems = site_check.check_site(built_site, [c.stem for c in CHAPTERS], ex.BUILD / "screenshots")
     assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_a_second_execution_gives_bit_identical_claim_records(build_paths: ex.BuildPaths, tmp_path):
+    """Determinism: on CPU in float64 every measured value of every claim is reproduced bit for bit."""
+    for chapter in CHAPTERS:
+        ex.execute_chapter(chapter, QUICK, build_paths)  # cached when the chapter test already ran
+    again = ex.BuildPaths(tmp_path / "again")
+    ex.execute_book(CHAPTERS, QUICK, again, force=True)
+    for chapter in CHAPTERS:
+        first = json.loads((build_paths.claims / f"{chapter.stem}.json").read_text())
+        second = json.loads((again.claims / f"{chapter.stem}.json").read_text())
+        assert first == second, f"{chapter.stem}: claim records differ between two executions"

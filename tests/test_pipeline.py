@@ -96,11 +96,21 @@ def test_a_wrong_claim_fails_the_chapter_with_a_readable_message_and_leaves_noth
     assert not (paths.notebooks / "toy_bad.ipynb").exists()
     assert not (paths.claims / "toy_bad.json").exists()
     assert not (paths.keys / "toy_bad.key").exists()
+    assert (paths.failed / "toy_bad.ipynb").exists(), "the notebook up to the failure is kept for inspection"
+
+
+def test_claims_broken_before_a_crash_are_still_reported(tmp_path):
+    body = CLAIM.format(stem="toy_crash", measured=90.0).replace("claims.finalize()", "raise RuntimeError('later bug')")
+    chapter = _chapter(tmp_path, "toy_crash", body)
+    with pytest.raises(ex.ChapterFailed) as err:
+        ex.execute_chapter(chapter, PARAMS, ex.BuildPaths(tmp_path / "build"))
+    message = str(err.value)
+    assert "later bug" in message and "[FAIL] toy-width: measured 90" in message and "rtol 0.1" in message
 
 
 def test_a_chapter_that_never_finalizes_its_claims_fails(tmp_path):
     chapter = _chapter(tmp_path, "toy_silent", "x = 1")
-    with pytest.raises(ex.ChapterFailed, match="no claims record"):
+    with pytest.raises(ex.ChapterFailed, match="did not finalize its claims"):
         ex.execute_chapter(chapter, PARAMS, ex.BuildPaths(tmp_path / "build"))
 
 

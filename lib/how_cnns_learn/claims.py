@@ -6,7 +6,9 @@ badge), and ends with :meth:`ClaimSet.finalize`, which
 
 1. shows the chapter's claims table (claim, measured, expected, tolerance, pass),
 2. writes a JSON record to ``$HOW_CNNS_LEARN_CLAIMS_DIR/<chapter>.json`` when that variable is set
-   (the book's executor sets it; the "Reproduction status" page is built from these records),
+   (the book's executor sets it; the "Reproduction status" page is built from these records). The record
+   is also written after every claim, marked incomplete, so that the claims broken before a crash are
+   still reported; a broken claim is printed to stderr when it is stated,
 3. raises :class:`ClaimFailure` naming every failed claim with its measured value and tolerance.
 
 Failing at the end (not at the first broken claim) is deliberate: the log and the table then show
@@ -24,6 +26,7 @@ import html
 import json
 import os
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -134,7 +137,20 @@ class ClaimSet:
         if not claim.statement.strip() or not claim.theory.strip():
             raise ValueError(f"claim {claim.id!r} needs a statement and the theory it is compared with")
         self.claims.append(claim)
+        if not claim.passed:  # visible in the log at once, even if the chapter stops before finalize()
+            print(claim.summary(), file=sys.stderr)
+        self._write_record(complete=False)
         return claim
+
+    def _write_record(self, complete: bool) -> None:
+        target = os.environ.get(CLAIMS_DIR_ENV)
+        if not target:
+            return
+        path = Path(target)
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = path / f".{self.chapter}.json.tmp"
+        tmp.write_text(json.dumps({**self.record(), "complete": complete}, indent=2, default=str))
+        tmp.replace(path / f"{self.chapter}.json")
 
     def check_close(
         self,
@@ -265,13 +281,7 @@ class ClaimSet:
             display(self.table().style.hide(axis="index"))
         except ImportError:  # pragma: no cover - IPython is a dependency
             print(self.table().to_string(index=False))
-        target = os.environ.get(CLAIMS_DIR_ENV)
-        if target:
-            path = Path(target)
-            path.mkdir(parents=True, exist_ok=True)
-            tmp = path / f".{self.chapter}.json.tmp"
-            tmp.write_text(json.dumps(self.record(), indent=2, default=str))
-            tmp.replace(path / f"{self.chapter}.json")
+        self._write_record(complete=True)
         if self.failed:
             lines = "\n".join("  " + c.summary() for c in self.failed)
             raise ClaimFailure(

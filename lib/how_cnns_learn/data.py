@@ -54,6 +54,8 @@ class DatasetStructure:
         for name, arr in (("U", self.U), ("s", self.s), ("phi", self.phi)):
             if not np.issubdtype(np.asarray(arr).dtype, np.floating):
                 raise ValueError(f"{name} must be a real floating array, got dtype {np.asarray(arr).dtype}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name} contains NaN or infinite values")
         flat = self.phi.reshape(p, -1)
         if not np.allclose(flat @ flat.T, np.eye(p), atol=1e-8):
             raise ValueError("the images phi must be orthonormal (unit norm, mutually orthogonal)")
@@ -98,6 +100,8 @@ class TrainingSet:
         for name, arr in (("inputs", self.inputs), ("targets", self.targets)):
             if not np.issubdtype(arr.dtype, np.floating):
                 raise ValueError(f"{name} must be a real floating array, got dtype {arr.dtype}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name} contain NaN or infinite values")
 
     @property
     def item_weight(self) -> float:
