@@ -22,12 +22,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .data import DatasetStructure
-from .fourier import dft2, dominant_frequency_mask
+from .fourier import dft2, dft_matrix, dominant_frequency_mask, kernel_support
 
 __all__ = [
     "LN9",
     "dominant_frequency_map",
     "fcnn_limit_map",
+    "small_kernel_growth_modes",
     "subdominant_share_exponent",
     "frequency_growth_rate",
     "frequency_race",
@@ -261,3 +262,27 @@ def frequency_race(
         raise RuntimeError(f"frequency_race: the ODE solver failed: {solution.message}")
     q = q_start[None] * np.exp(rates[None] * solution.y.T[:, :, None, None])
     return q.sum(axis=(2, 3)), q
+
+
+def small_kernel_growth_modes(
+    structure: DatasetStructure, kernel_size: int
+) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
+    """Early growth of a ``k×k`` kernel (Prop. 6): eigenpairs of ``A = Pᵀ Q^H diag(D) Q P``, ``D_j = Σ_α s_α²|Φ_αj|²/n²``.
+
+    While ``a_α ≈ 0`` the residual is ``Σ_yx`` and the kernel obeys ``r̈ = η² A r`` on its ``k²`` free entries (in the
+    order of ``kernel_support(n, k)`` flattened): it grows along the top eigenvector, its power at rate ``2η√μ_max``
+    per unit of ``t/τ`` (gradient descent: ``2 ln(1 + η√μ_max)`` per step). ``A`` is the ``k×k``-lag-restricted
+    autocorrelation of the structure power; for ``k = n``, ``√μ_max = max_α s_α Φ*_α``.
+    Valid under A1 with ``Σ_xx`` the projector onto the structure (D1); returns eigenvalues ``(k²,)`` in decreasing
+    order and eigenvectors as columns ``(k², k²)``.
+    """
+    n = structure.n
+    support = kernel_support(n, kernel_size).reshape(-1)
+    power = (structure.s[:, None, None] ** 2 * np.abs(dft2(structure.phi)) ** 2).sum(axis=0).reshape(-1) / n**2
+    QP = dft_matrix(n)[:, support]
+    A = (QP.conj().T * power) @ QP
+    if not np.allclose(A.imag, 0, atol=1e-9 * max(1.0, np.abs(A).max())):
+        raise RuntimeError("the growth matrix is not real: the structure's spectrum is not conjugate-symmetric")
+    mu, vectors = np.linalg.eigh(A.real)
+    order = np.argsort(mu)[::-1]
+    return mu[order], vectors[:, order]
