@@ -27,6 +27,8 @@ __all__ = [
     "designed_structure",
     "digits",
     "noisy_templates",
+    "shared_pair_structure",
+    "sine_image",
     "structure_items",
     "whitened_pixels",
 ]
@@ -144,6 +146,30 @@ def cosine_image(n: int, k1: int, k2: int) -> NDArray[np.floating]:
     rows, cols = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     img = np.cos(2 * np.pi * (k1 * rows + k2 * cols) / n)  # img[0, 0] = 1, so the norm is > 0
     return img / np.linalg.norm(img)
+
+
+def sine_image(n: int, k1: int, k2: int) -> NDArray[np.floating]:
+    """Unit-norm sine grating ``sin(2π(k1·row + k2·col)/n)``, shape ``(n, n)``: the same frequency pair as
+    :func:`cosine_image`, a quarter period shifted (it vanishes for DC and Nyquist frequencies: an error)."""
+    if n < 2:
+        raise ValueError(f"image side n must be >= 2, got {n}")
+    rows, cols = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    img = np.sin(2 * np.pi * (k1 * rows + k2 * cols) / n)
+    norm = np.linalg.norm(img)
+    if norm < 1e-9:
+        raise ValueError(f"the sine grating ({k1}, {k2}) vanishes on an {n}x{n} grid (DC or Nyquist frequency)")
+    return img / norm
+
+
+def shared_pair_structure(u_seed: int = 1, n: int = 8) -> DatasetStructure:
+    """Three modes, two of which share their dominant frequency pair (research notes §4.10).
+
+    φ₁ = c(0,2) with s = 3 and φ₃ = sin(0,2) with s = 1 share the pair ±(0,2); φ₂ = c(1,1) with s = 2 is
+    independent. All three have Φ* = n/√2. ``U`` as in :func:`designed_structure`.
+    """
+    phi = np.stack([cosine_image(n, 0, 2), cosine_image(n, 1, 1), sine_image(n, 0, 2)])
+    U, _ = np.linalg.qr(np.random.default_rng(u_seed).standard_normal((3, 3)))
+    return DatasetStructure(U=U, s=np.array([3.0, 2.0, 1.0]), phi=phi)
 
 
 def designed_structure(u_seed: int = 1, n: int = 8) -> DatasetStructure:

@@ -32,6 +32,7 @@ __all__ = [
     "subdominant_share_exponent",
     "frequency_growth_rate",
     "frequency_race",
+    "frequency_targets",
     "frequency_growth_per_step",
     "mode_strength",
     "mode_strength_discrete",
@@ -286,3 +287,15 @@ def small_kernel_growth_modes(
     mu, vectors = np.linalg.eigh(A.real)
     order = np.argsort(mu)[::-1]
     return mu[order], vectors[:, order]
+
+
+def frequency_targets(structure: DatasetStructure) -> NDArray[np.complexfloating]:
+    """Per-frequency target of the CNN's hidden unit at ``j``: ``t_j = Σ_α s_α u_α conj(Φ_αj) / n``, ``(p, n, n)``.
+
+    At one frequency the network's map is the single complex vector ``ŵ_j λ_j``, so whatever modes use frequency
+    ``j`` are learned *together* by one unit with target ``t_j`` (a Saxe sigmoid of rate ``2η n‖t_j‖`` per step).
+    For a frequency used by one mode only, ``n‖t_j‖ = s_α|Φ_αj|``; for a cosine and a sine sharing a pair,
+    ``n‖t_j‖ = n √((s_a² + s_b²)/2)``.
+    """
+    spectrum = dft2(structure.phi)  # (p, n, n)
+    return np.einsum("ia,ajk->ijk", structure.U * structure.s, np.conj(spectrum)) / structure.n
