@@ -26,6 +26,7 @@ __all__ = [
     "cosine_image",
     "designed_structure",
     "digits",
+    "digits_with_grating_cue",
     "noisy_templates",
     "shared_pair_structure",
     "sine_image",
@@ -249,3 +250,21 @@ def digits() -> TrainingSet:
     images = bunch.images.astype(float) / 16.0
     images -= images.mean(axis=0, keepdims=True)
     return TrainingSet(inputs=images, targets=np.eye(10)[bunch.target], reduction="mean")
+
+
+def digits_with_grating_cue(amplitude: float = 0.225, seed: int = 0) -> TrainingSet:
+    """Digits (D5) plus an independent second task whose cue is a pure grating (the book's discriminating variant).
+
+    Every image gets ``±amplitude`` times the unit-norm checkerboard ``c(4, 4)`` (the Nyquist frequency, almost absent
+    from the smooth digits), the sign drawn at random (``seed``); two extra one-hot outputs report the sign. The cue
+    adds one structural mode with ``s ≈ 0.71·amplitude`` and ``Φ* ≈ n``: a mid-sized mode that is a near-perfect
+    match to the Fourier basis. Pixels are then centred again; targets ``(N, 12)``; mean loss.
+    """
+    if not amplitude > 0:
+        raise ValueError(f"amplitude must be > 0, got {amplitude}")
+    base = digits()
+    sign = np.random.default_rng(seed).choice([-1.0, 1.0], size=base.inputs.shape[0])
+    images = base.inputs + amplitude * sign[:, None, None] * cosine_image(base.inputs.shape[-1], 4, 4)
+    images -= images.mean(axis=0, keepdims=True)
+    cue = np.stack([sign > 0, sign < 0], axis=1).astype(float)
+    return TrainingSet(inputs=images, targets=np.concatenate([base.targets, cue], axis=1), reduction="mean")
