@@ -6,14 +6,15 @@ Modules (chapters import from these public names only):
 * :mod:`~how_cnns_learn.theory` — closed forms of the mode dynamics;
 * :mod:`~how_cnns_learn.data` — data sets generated in code and their structure (SVD of Σ_yx);
 * :mod:`~how_cnns_learn.simulate` — batched full-batch GD simulators and trajectory measurements;
+* :mod:`~how_cnns_learn.keypatterns` — key-pattern data and the two-layer ReLU CNN of Yu, Zhang & Zhu (SGD);
 * :mod:`~how_cnns_learn.claims` — named, tolerance-checked claims that fail the chapter when broken;
 * :mod:`~how_cnns_learn.plotting` — the one figure style (the only module that imports matplotlib);
 * :mod:`~how_cnns_learn.repro` — parameters, seeding, device, environment footer.
 """
 
 # plotting (matplotlib) is not imported here: `from how_cnns_learn import plotting` loads it on demand.
-from . import claims, data, fourier, repro, simulate, theory
+from . import claims, data, fourier, keypatterns, repro, simulate, theory
 
-__all__ = ["claims", "data", "fourier", "plotting", "repro", "simulate", "theory"]
+__all__ = ["claims", "data", "fourier", "keypatterns", "plotting", "repro", "simulate", "theory"]
 __version__ = "0.1.0"
 

@@ -188,7 +188,7 @@ class ClaimSet:
             if rtol is not None and e_b.flat[i] != 0:
                 worst = f"{m_b.flat[i]:.4g} vs {e_b.flat[i]:.4g}, rel. err {err.flat[i] / abs(e_b.flat[i]):.2g}"
             else:
-                worst = f"{m_b.flat[i]:.4g} vs 0, abs. err {err.flat[i]:.2g}"
+                worst = f"{m_b.flat[i]:.4g} vs {e_b.flat[i]:.4g}, abs. err {err.flat[i]:.2g}"
         measured_out: Any = float(m) if m.ndim == 0 else _as_list(m, "measured")
         expected_out: Any = float(e) if e.ndim == 0 else _as_list(e, "expected")
         return self._add(

@@ -1,0 +1,129 @@
+"""Key-pattern data and the two-layer ReLU CNN of Yu, Zhang & Zhu (2019), trained by SGD for many seeds at once.
+
+The central object is a **pattern dictionary** ``P`` ``(m, d)`` with orthonormal rows: pattern 0 is the key of
+class ``y = −1``, pattern 1 the key of ``y = +1``, patterns ``2 … m−1`` are *common* (class-independent). An
+input is ``k`` non-overlapping patches ``(k, d)``: the class key at one random patch, a random common pattern at
+every other, plus ``N(0, noise²)`` per entry. The network (setup reconstructed from the abstract, research notes
+§2.1) is
+
+    f(x) = Σ_j a_j · (1/k) Σ_i ReLU(w_jᵀ x_i),   a = (+1, …, +1, −1, …, −1) fixed,
+
+trained on the logistic loss ``log(1 + e^{−y f})`` by SGD with one sample per step (numpy, batched over seeds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["KeyPatternRun", "cosine_dictionary", "key_pattern_accuracy", "random_dictionary", "sample_key_patterns",
+           "train_key_pattern_cnn"]
+
+
+def random_dictionary(d: int = 20, m: int = 10, seed: int = 0) -> NDArray[np.floating]:
+    """``m`` orthonormal patterns in ``ℝ^d`` (rows), from the QR factor of a Gaussian matrix."""
+    if not 3 <= m <= d:
+        raise ValueError(f"need 3 <= m <= d (two keys and at least one common pattern), got m={m}, d={d}")
+    Q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, m)))
+    return Q.T.copy()
+
+
+def cosine_dictionary(d: int, key_frequencies: tuple[int, int], common_frequencies: Sequence[int]) -> NDArray[np.floating]:
+    """Patterns that are unit-norm 1-D cosines ``cos(2π f t/d)``: keys at ``key_frequencies`` (class −1, +1), then the commons.
+
+    Distinct frequencies in ``[1, d/2)`` are orthogonal, so the dictionary is orthonormal.
+    """
+    freqs = list(key_frequencies) + list(common_frequencies)
+    if len(set(freqs)) != len(freqs) or any(not 1 <= f < d / 2 for f in freqs):
+        raise ValueError(f"frequencies must be distinct and in [1, d/2) = [1, {d / 2}), got {freqs}")
+    t = np.arange(d)
+    rows = np.stack([np.cos(2 * np.pi * f * t / d) for f in freqs])
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def sample_key_patterns(
+    patterns: NDArray[np.floating], rng: np.random.Generator, count: int, k: int = 9, noise: float = 0.05
+) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
+    """``count`` samples: patches ``(count, k, d)`` and labels ``(count,)`` in ``{−1, +1}``."""
+    if k < 1 or noise < 0 or count < 1:
+        raise ValueError(f"need k >= 1, noise >= 0 and count >= 1, got k={k}, noise={noise}, count={count}")
+    m, d = patterns.shape
+    y = rng.choice([-1.0, 1.0], size=count)
+    index = 2 + rng.integers(0, m - 2, size=(count, k))
+    index[np.arange(count), rng.integers(0, k, size=count)] = np.where(y > 0, 1, 0)
+    return patterns[index] + noise * rng.standard_normal((count, k, d)), y
+
+
+@dataclass(frozen=True)
+class KeyPatternRun:
+    """``S`` networks trained together: initial and final filters ``(S, r, d)``, second layer ``a`` ``(r,)``, and
+    the overlap of every filter with its own class's key at every step ``(T + 1, S, r)`` (key ``p₊`` for
+    ``a_j = +1``, ``p₋`` for ``a_j = −1``)."""
+
+    W0: NDArray[np.floating]
+    W: NDArray[np.floating]
+    a: NDArray[np.floating]
+    key_overlap: NDArray[np.floating]
+
+    @property
+    def winners(self) -> NDArray[np.bool_]:
+        """``(S, r)``: filters whose initial overlap with their own key is positive (their ReLU sees the key)."""
+        return self.key_overlap[0] > 0
+
+    def key_energy_fraction(self, patterns: NDArray[np.floating]) -> NDArray[np.floating]:
+        """``(S,)``: fraction of ``‖W‖²_F`` along each filter's own key."""
+        return (self.key_overlap[-1] ** 2).sum(-1) / (self.W**2).sum((1, 2))
+
+
+def train_key_pattern_cnn(
+    patterns: NDArray[np.floating],
+    *,
+    filters: int,
+    seeds: Sequence[int],
+    steps: int = 3000,
+    lr: float = 0.1,
+    init_scale: float = 0.01,
+    k: int = 9,
+    noise: float = 0.05,
+) -> KeyPatternRun:
+    """SGD (one fresh sample per step and seed) on the logistic loss; returns the run.
+
+    Gradient: ``∂(−log σ(y f))/∂w_j = −g y a_j (1/k) Σ_i 1[w_jᵀx_i > 0] x_i`` with ``g = 1/(1 + e^{y f})``.
+    """
+    if filters < 2 or filters % 2:
+        raise ValueError(f"filters must be a positive even number (half with a = +1, half with a = −1), got {filters}")
+    if steps < 0 or not lr > 0 or not init_scale > 0:
+        raise ValueError(f"need steps >= 0, lr > 0 and init_scale > 0, got {steps}, {lr}, {init_scale}")
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    d = patterns.shape[1]
+    W = np.stack([init_scale * np.random.default_rng(s).standard_normal((filters, d)) for s in seeds])
+    W0 = W.copy()
+    a = np.concatenate([np.ones(filters // 2), -np.ones(filters // 2)])
+    keys = np.where(a[:, None] > 0, patterns[1], patterns[0])  # (r, d)
+    rng = np.random.default_rng([10_007, *seeds[:4], len(seeds)])
+    overlaps = np.empty((steps + 1, len(seeds), filters))
+    overlaps[0] = np.einsum("srd,rd->sr", W, keys)
+    for t in range(steps):
+        x, y = sample_key_patterns(patterns, rng, len(seeds), k, noise)
+        pre = np.einsum("srd,skd->srk", W, x)
+        f = (a * np.maximum(pre, 0.0).mean(-1)).sum(-1)
+        g = 1.0 / (1.0 + np.exp(np.clip(y * f, -50, 50)))
+        W = W + (lr / k) * (g * y)[:, None, None] * a[None, :, None] * np.einsum("srk,skd->srd", (pre > 0).astype(float), x)
+        overlaps[t + 1] = np.einsum("srd,rd->sr", W, keys)
+    return KeyPatternRun(W0=W0, W=W, a=a, key_overlap=overlaps)
+
+
+def key_pattern_accuracy(
+    run: KeyPatternRun, patterns: NDArray[np.floating], rng: np.random.Generator, count: int = 5000, k: int = 9,
+    noise: float = 0.05,
+) -> NDArray[np.floating]:
+    """Test accuracy ``(S,)`` of every network on ``count`` fresh samples (``f = 0`` counts as wrong)."""
+    x, y = sample_key_patterns(patterns, rng, count, k, noise)
+    pre = np.einsum("srd,nkd->snrk", run.W, x)
+    f = (run.a * np.maximum(pre, 0.0).mean(-1)).sum(-1)
+    return (np.sign(f) == y[None]).mean(-1)

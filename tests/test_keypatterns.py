@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+import torch
+
+from how_cnns_learn import keypatterns as kp
+
+
+def test_dictionaries_are_orthonormal():
+    for P in (kp.random_dictionary(20, 10, 3), kp.cosine_dictionary(20, (3, 7), [1, 2, 4, 5, 6, 8, 9])):
+        np.testing.assert_allclose(P @ P.T, np.eye(P.shape[0]), atol=1e-12)
+
+
+def test_one_sgd_step_matches_autograd():
+    P = kp.random_dictionary()
+    run = kp.train_key_pattern_cnn(P, filters=4, seeds=[5], steps=1, noise=0.05)
+    # replay the same sample: the trainer's generator is seeded from the seeds
+    rng = np.random.default_rng([10_007, 5, 1])
+    x, y = kp.sample_key_patterns(P, rng, 1, 9, 0.05)
+    W = torch.tensor(run.W0[0], requires_grad=True)
+    a = torch.tensor(run.a)
+    f = (a * torch.relu(torch.tensor(x[0]) @ W.T).mean(0)).sum()
+    loss = torch.nn.functional.softplus(-float(y[0]) * f)
+    loss.backward()
+    np.testing.assert_allclose(run.W[0], run.W0[0] - 0.1 * W.grad.numpy(), atol=1e-14)
+
+
+def test_noise_free_winners_grow_monotonically_and_learn():
+    P = kp.random_dictionary()
+    run = kp.train_key_pattern_cnn(P, filters=8, seeds=[0, 1], steps=400, noise=0.0)
+    steps = np.diff(run.key_overlap, axis=0)[:, run.winners]
+    assert steps.min() >= -1e-12
+    assert (kp.key_pattern_accuracy(run, P, np.random.default_rng(1), noise=0.0)[run.winners[:, :4].any(1) & run.winners[:, 4:].any(1)] == 1).all()
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: kp.random_dictionary(5, 10), "m <= d"),
+        (lambda: kp.cosine_dictionary(20, (3, 3), [1]), "distinct"),
+        (lambda: kp.train_key_pattern_cnn(kp.random_dictionary(), filters=3, seeds=[0]), "even"),
+        (lambda: kp.train_key_pattern_cnn(kp.random_dictionary(), filters=4, seeds=[0], lr=-1), "lr > 0"),
+    ],
+)
+def test_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
