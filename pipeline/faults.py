@@ -94,6 +94,8 @@ FAULTS: tuple[Fault, ...] = (
     Fault("structure-power-s-not-squared", "small-kernel growth matrix built from s_α|Φ|² instead of s_α²|Φ|²",
           "theory.py", "power = (structure.s[:, None, None] ** 2 *", "power = (structure.s[:, None, None] *",
           ("small_kernels_couple_frequencies",)),
+    Fault("key-patterns-swapped", "the key pattern of class +1 placed in class −1 samples and vice versa", "keypatterns.py",
+          "np.where(y > 0, 1, 0)", "np.where(y > 0, 0, 1)", ("key_pattern_learning",)),
     Fault("dominant-map-unnormalised", "dominant-frequency interpolant without the 1/‖P_αφ_α‖² normalisation", "theory.py",
           "return (structure.U * (_mode_gains(structure, d) / norms)) @ projected",
           "return (structure.U * _mode_gains(structure, d)) @ projected", ("dominant_frequency_bias",)),

@@ -41,6 +41,8 @@ CASES = [
     ("race with unknown method", lambda: theory.frequency_race(D1, np.zeros((3, 8, 8)), [0.0, 1.0], 0.01, method="rk4"), "method"),
     ("model input of wrong shape", lambda: models.LinearCNN(8, 3, 3)(torch.zeros(2, 7, 7, dtype=torch.float64)), "expects inputs"),
     ("model kernel too large", lambda: models.LinearCNN(8, 9, 3), "kernel_size"),
+    ("small CNN with even kernel", lambda: models.SmallReLUCNN(kernel_size=2), "odd kernel_size"),
+    ("classifier with no epochs", lambda: simulate.train_classifier(models.SmallReLUCNN(), data.digits(), epochs=0), "bad settings"),
     ("unknown device", lambda: repro.resolve_device("tpu"), "unknown device"),
     ("quick not a bool", lambda: repro.chapter_setup(quick="yes", seed=0, device="cpu"), "quick"),
     ("negative seed", lambda: repro.seed_everything(-1), "seed"),

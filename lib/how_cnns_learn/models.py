@@ -14,7 +14,7 @@ from torch import nn
 
 from .fourier import cross_correlation_weight_to_kernel
 
-__all__ = ["LinearCNN", "LinearFCNN", "end_to_end_matrix"]
+__all__ = ["LinearCNN", "LinearFCNN", "SmallReLUCNN", "end_to_end_matrix"]
 
 
 class LinearCNN(nn.Module):
@@ -79,3 +79,21 @@ def end_to_end_matrix(model: nn.Module, n: int) -> NDArray[np.floating]:
     basis = torch.eye(n * n, dtype=param.dtype, device=param.device).reshape(n * n, n, n)
     with torch.no_grad():
         return model(basis).T.cpu().numpy()
+
+
+class SmallReLUCNN(nn.Sequential):
+    """A small nonlinear image classifier: ``Conv2d(1, C, k, padding=k//2, bias=False)`` (init scaled by
+    ``init_gain``), ReLU, 2×2 average pooling, and a linear head. Input ``(N, 1, n, n)``, logits ``(N, classes)``."""
+
+    def __init__(self, n: int = 8, channels: int = 16, kernel_size: int = 3, classes: int = 10, init_gain: float = 0.1):
+        if n % 2 or kernel_size % 2 == 0 or channels < 1 or classes < 2:
+            raise ValueError(f"need even n, odd kernel_size, channels >= 1, classes >= 2; got {n}, {kernel_size}, {channels}, {classes}")
+        conv = nn.Conv2d(1, channels, kernel_size, padding=kernel_size // 2, bias=False)
+        with torch.no_grad():
+            conv.weight.mul_(init_gain)
+        super().__init__(conv, nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(channels * (n // 2) ** 2, classes))
+
+    @property
+    def filter_norms(self) -> NDArray[np.floating]:
+        """``(C,)`` Euclidean norms of the first-layer filters."""
+        return self[0].weight.detach().flatten(1).norm(dim=1).cpu().numpy()

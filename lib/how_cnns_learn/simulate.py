@@ -45,6 +45,7 @@ __all__ = [
     "cnn_end_to_end",
     "cnn_gradients",
     "fit_logistic_rate",
+    "train_classifier",
     "fcnn_gradients",
     "mode_strengths",
     "random_cnn_init",
@@ -534,3 +535,48 @@ def fit_logistic_rate(
                 raise ValueError(f"mode {alpha + 1} of network {b} has fewer than 3 points in ({lo}, {hi}); run longer")
             out[b, alpha] = np.polyfit(steps[inside], np.log(frac[inside] / (1 - frac[inside])), 1)[0]
     return out
+
+
+def train_classifier(
+    model: torch.nn.Module,
+    data: TrainingSet,
+    *,
+    test_fraction: float = 1 / 6,
+    epochs: int = 40,
+    lr: float = 0.1,
+    batch_size: int = 32,
+    seed: int = 0,
+    record: Sequence[int] = (),
+) -> pd.DataFrame:
+    """Minibatch SGD on the cross-entropy for a classifier whose ``filter_norms`` property reports its filters.
+
+    The split and the batches are drawn from ``seed``. Returns one row per epoch in ``record`` (and epoch 0) with the
+    test accuracy and the first-layer filter norms (column ``norms``, an array), a tidy table for the chapter.
+    """
+    if not 0 < test_fraction < 1 or epochs < 1 or batch_size < 1 or not lr > 0:
+        raise ValueError(f"bad settings: test_fraction={test_fraction}, epochs={epochs}, batch_size={batch_size}, lr={lr}")
+    X = torch.as_tensor(data.inputs, dtype=torch.float32).unsqueeze(1)
+    y = torch.as_tensor(data.targets.argmax(1))
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(y), generator=generator)
+    n_test = int(round(test_fraction * len(y)))
+    test, train = order[:n_test], order[n_test:]
+    optimiser = torch.optim.SGD(model.parameters(), lr=lr)
+    rows = []
+
+    def snapshot(epoch: int) -> None:
+        with torch.no_grad():
+            accuracy = (model(X[test]).argmax(1) == y[test]).float().mean().item()
+        rows.append({"epoch": epoch, "test accuracy": accuracy, "norms": model.filter_norms})
+
+    snapshot(0)
+    for epoch in range(1, epochs + 1):
+        shuffled = train[torch.randperm(len(train), generator=generator)]
+        for start in range(0, len(shuffled), batch_size):
+            batch = shuffled[start : start + batch_size]
+            optimiser.zero_grad()
+            torch.nn.functional.cross_entropy(model(X[batch]), y[batch]).backward()
+            optimiser.step()
+        if epoch in record or epoch == epochs:
+            snapshot(epoch)
+    return pd.DataFrame(rows)
