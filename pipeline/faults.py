@@ -154,20 +154,24 @@ def run_fault(fault: Fault, timeout: int = 600) -> FaultResult:
 
 
 def table(results: list[FaultResult]) -> str:
-    """Markdown table: fault, chapters run, claims that failed, caught."""
+    """Markdown table: fault (✓ when caught) and what caught it (claims that failed, each named with its chapter)."""
     caught = sum(r.caught for r in results)
     lines = [
         f"**Fault injection: caught {caught} of {len(results)}.**",
         "",
-        "| fault | what is wrong | chapters run | claims that failed (or errors) | caught |",
-        "|---|---|---|---|---|",
+        "| fault: what is wrong | caught by (chapter: claim, or errors) |",
+        "|---|---|",
     ]
     for r in results:
-        evidence = ", ".join(f"`{c}`" for c in r.failed_claims) or "; ".join(r.errors) or "none"
-        lines.append(
-            f"| `{r.fault}` | {r.description} | {', '.join(r.chapters)} | {evidence.replace('|', '/')} | "
-            f"{'yes' if r.caught else '**no**'} |"
-        )
+        by_chapter: dict[str, list[str]] = {}
+        for item in r.failed_claims:
+            chapter, _, claim = item.partition(":")
+            by_chapter.setdefault(chapter, []).append(f"`{claim}`")
+        evidence = "; ".join(f"{ch.replace('_', ' ')}: {', '.join(ids)}" for ch, ids in by_chapter.items())
+        evidence = evidence or "; ".join(r.errors) or "none"
+        mark = "✓" if r.caught else "✗ **not caught**"
+        cells = [f"{mark} `{r.fault}`: {r.description}", evidence]
+        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return "\n".join(lines)
 
 

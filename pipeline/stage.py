@@ -43,14 +43,15 @@ def _fmt(value: Any) -> str:
 
 
 def status_table(paths: BuildPaths = BuildPaths(), book: Path = BOOK) -> str:
-    """Markdown for the status page: a summary line and one row per claim of every chapter."""
-    rows, total, failed = [], 0, 0
+    """Markdown for the status page: a summary line, then one section per chapter with a table of its claims."""
+    sections, total, failed = [], 0, 0
     for chapter in chapters(book):
         record_path = paths.claims / f"{chapter.stem}.json"
         if not record_path.exists():
             raise ChapterFailed(f"no claims record for chapter {chapter.stem}; execute it before staging")
         record = json.loads(record_path.read_text())
-        params = ", ".join(f"{k}={v}" for k, v in record["parameters"].items())
+        params = ", ".join(f"`{k}={v}`" for k, v in record["parameters"].items())
+        rows = []
         for c in record["claims"]:
             total += 1
             failed += not c["passed"]
@@ -60,17 +61,17 @@ def status_table(paths: BuildPaths = BuildPaths(), book: Path = BOOK) -> str:
                 else _fmt(c["measured"])
             )
             rows.append(
-                f"| [{chapter.stem}]({chapter.stem}.ipynb) | `{c['id']}` | {_cell(c['statement'])} | "
-                f"{_cell(measured)} | {_cell(_fmt(c['expected']))} | {_cell(c['tolerance'])} | "
-                f"{'✓ pass' if c['passed'] else '✗ FAIL'} | {_cell(c['provenance'])}: {_cell(c['theory'])} | "
-                f"{_cell(params)} |"
+                f"| `{c['id']}`: {_cell(c['statement'])} | {_cell(measured)} | "
+                f"{_cell(_fmt(c['expected']))} ({_cell(c['tolerance'])}; {_cell(c['provenance'])}) | "
+                f"{'✓' if c['passed'] else '✗ FAIL'} |"
             )
-    header = (
-        f"**{total - failed} of {total} claims pass** across {len(chapters(book))} chapters.\n\n"
-        "| chapter | claim | statement | measured | expected | tolerance | status | reference (provenance) | run |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
-    )
-    return header + "\n".join(rows) + "\n"
+        sections.append(
+            f"## {chapter.stem}\n\n[Open the chapter]({chapter.stem}.ipynb) · run with {params}\n\n"
+            "| claim | measured | expected (tolerance; reference) | pass |\n|---|---|---|---|\n"
+            + "\n".join(rows)
+            + "\n"
+        )
+    return f"**{total - failed} of {total} claims pass** across {len(sections)} chapters.\n\n" + "\n".join(sections)
 
 
 def _staged_config(source: Path) -> str:
