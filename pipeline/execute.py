@@ -155,9 +155,7 @@ def _broken_claims(record: Path) -> str:
         return ""
     from how_cnns_learn.claims import Claim  # the one formatter of a claim's line
 
-    return "\nclaims broken before it stopped:\n" + "\n".join(
-        "  " + Claim(**{k: c[k] for k in Claim.__dataclass_fields__}).summary() for c in lines
-    )
+    return "\nclaims broken before it stopped:\n" + "\n".join("  " + Claim.from_record(c).summary() for c in lines)
 
 
 def _failure_message(chapter: Path, err: Exception) -> str:

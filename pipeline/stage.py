@@ -17,6 +17,7 @@ from typing import Any
 
 import nbformat
 import yaml
+from how_cnns_learn.claims import Claim, format_value
 
 from .execute import BOOK, ROOT, BuildPaths, ChapterFailed, chapters
 
@@ -32,16 +33,6 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list):
-        if len(value) > 6:
-            return "[" + ", ".join(_fmt(v) for v in value[:3]) + f", … ({len(value)} values)]"
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    return str(value)
-
-
 def status_table(paths: BuildPaths = BuildPaths(), book: Path = BOOK) -> str:
     """Markdown for the status page: a summary line, then one section per chapter with a table of its claims."""
     sections, total, failed = [], 0, 0
@@ -52,18 +43,14 @@ def status_table(paths: BuildPaths = BuildPaths(), book: Path = BOOK) -> str:
         record = json.loads(record_path.read_text())
         params = ", ".join(f"`{k}={v}`" for k, v in record["parameters"].items())
         rows = []
-        for c in record["claims"]:
+        for entry in record["claims"]:
+            c = Claim.from_record(entry)
             total += 1
-            failed += not c["passed"]
-            measured = (
-                f"{len(c['measured'])} values; worst {c['worst']}"
-                if isinstance(c["measured"], list) and c.get("worst")
-                else _fmt(c["measured"])
-            )
+            failed += not c.passed
             rows.append(
-                f"| `{c['id']}`: {_cell(c['statement'])} | {_cell(measured)} | "
-                f"{_cell(_fmt(c['expected']))} ({_cell(c['tolerance'])}; {_cell(c['provenance'])}) | "
-                f"{'✓' if c['passed'] else '✗ FAIL'} |"
+                f"| `{c.id}`: {_cell(c.statement)} | {_cell(c.measured_text())} | "
+                f"{_cell(format_value(c.expected))} ({_cell(c.tolerance)}; {_cell(c.provenance)}) | "
+                f"{'✓' if c.passed else '✗ FAIL'} |"
             )
         sections.append(
             f"## {chapter.stem}\n\n[Open the chapter]({chapter.stem}.ipynb) · run with {params}\n\n"

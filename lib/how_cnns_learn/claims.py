@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CLAIMS_DIR_ENV", "PROVENANCE", "Claim", "ClaimFailure", "ClaimSet"]
+__all__ = ["CLAIMS_DIR_ENV", "PROVENANCE", "Claim", "ClaimFailure", "ClaimSet", "format_value"]
 
 CLAIMS_DIR_ENV = "HOW_CNNS_LEARN_CLAIMS_DIR"
 PROVENANCE = ("paper", "restated", "derived", "recipe")
@@ -45,11 +45,12 @@ class ClaimFailure(AssertionError):
     """Raised by :meth:`ClaimSet.finalize` when at least one claim of the chapter failed."""
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """Compact text for a measured or expected value (lists shortened, floats to 4 significant digits)."""
     if isinstance(value, (list, tuple)):
         if len(value) > 6:
-            return "[" + ", ".join(_fmt(v) for v in value[:3]) + ", …, " + _fmt(value[-1]) + f"] ({len(value)})"
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+            return "[" + ", ".join(format_value(v) for v in value[:3]) + ", …, " + format_value(value[-1]) + f"] ({len(value)})"
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -69,19 +70,24 @@ class Claim:
     provenance: str
     worst: str = ""
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Claim:
+        """The claim back from one entry of a chapter's JSON record."""
+        return cls(**{name: record[name] for name in cls.__dataclass_fields__ if name in record})
+
     def measured_text(self) -> str:
         """The measured value; for many values, their count and the worst one."""
         if isinstance(self.measured, list) and self.worst:
             return f"{len(self.measured)} values; worst {self.worst}"
-        return _fmt(self.measured)
+        return format_value(self.measured)
 
     def summary(self) -> str:
         """One line for logs and error messages."""
         verdict = "PASS" if self.passed else "FAIL"
         worst = f" (worst: {self.worst})" if self.worst else ""
         return (
-            f"[{verdict}] {self.id}: measured {_fmt(self.measured)}{worst}; "
-            f"expected {_fmt(self.expected)} with {self.tolerance} [{self.provenance}: {self.theory}]"
+            f"[{verdict}] {self.id}: measured {format_value(self.measured)}{worst}; "
+            f"expected {format_value(self.expected)} with {self.tolerance} [{self.provenance}: {self.theory}]"
         )
 
     def _repr_html_(self) -> str:
@@ -92,8 +98,8 @@ class Claim:
             f'<div class="claim-badge" id="claim-{self.id}" style="border-left:4px solid {colour};'
             f'padding:2px 8px;margin:4px 0;font-size:0.9em">'
             f'<b style="color:{colour}">{mark} {html.escape(self.id)}</b> — measured '
-            f"<code>{html.escape(_fmt(self.measured))}</code>{worst}, expected "
-            f"<code>{html.escape(_fmt(self.expected))}</code> with {html.escape(self.tolerance)}"
+            f"<code>{html.escape(format_value(self.measured))}</code>{worst}, expected "
+            f"<code>{html.escape(format_value(self.expected))}</code> with {html.escape(self.tolerance)}"
             f" <span style='color:#666'>({html.escape(self.provenance)}: {html.escape(self.theory)})</span></div>"
         )
 
@@ -252,7 +258,7 @@ class ClaimSet:
                 {
                     "claim": c.id,
                     "measured": c.measured_text(),
-                    "expected": _fmt(c.expected),
+                    "expected": format_value(c.expected),
                     "tolerance": c.tolerance,
                     "reference": f"{c.theory} [{c.provenance}]",
                     "pass": "✓" if c.passed else "✗ FAIL",

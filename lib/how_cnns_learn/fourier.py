@@ -24,6 +24,7 @@ __all__ = [
     "circulant_matrix",
     "circular_convolve",
     "cross_correlation_weight_to_kernel",
+    "kernel_to_cross_correlation_weight",
     "dft2",
     "dft_matrix",
     "embed_kernel",
@@ -229,3 +230,12 @@ def frequency_coupling(n: int, k: int) -> NDArray[np.complexfloating]:
     support = kernel_support(n, k).reshape(-1)
     QP = dft_matrix(n)[:, support]
     return QP @ QP.conj().T
+
+
+def kernel_to_cross_correlation_weight(kernel: NDArray[np.floating], k: int) -> NDArray[np.floating]:
+    """Inverse of :func:`cross_correlation_weight_to_kernel`: the PyTorch ``(k, k)`` weight of an embedded kernel."""
+    r = np.asarray(kernel)
+    if r.ndim != 2 or r.shape[0] != r.shape[1] or not 1 <= k <= r.shape[0]:
+        raise ValueError(f"kernel must be (n, n) with 1 <= k <= n, got shape {r.shape} and k = {k}")
+    idx = ((k - 1) // 2 - np.arange(k)) % r.shape[0]
+    return r[np.ix_(idx, idx)].copy()

@@ -12,7 +12,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from .fourier import cross_correlation_weight_to_kernel
+from .fourier import cross_correlation_weight_to_kernel, kernel_to_cross_correlation_weight
 
 __all__ = ["LinearCNN", "LinearFCNN", "SmallReLUCNN", "end_to_end_matrix"]
 
@@ -52,9 +52,9 @@ class LinearCNN(nn.Module):
         if dense.shape != (self.dense.out_features, C, self.n, self.n) or kernel.shape != (C, self.n, self.n):
             raise ValueError(f"expected dense (p, {C}, {self.n}, {self.n}) and kernel ({C}, {self.n}, {self.n}), "
                              f"got {dense.shape} and {kernel.shape}")
-        idx = ((k - 1) // 2 - np.arange(k)) % self.n  # inverse of cross_correlation_weight_to_kernel
+        weights = np.stack([kernel_to_cross_correlation_weight(r, k) for r in kernel])
         with torch.no_grad():
-            self.conv.weight[:, 0] = torch.as_tensor(kernel[:, idx][:, :, idx])
+            self.conv.weight[:, 0] = torch.as_tensor(weights)
             self.dense.weight[:] = torch.as_tensor(dense.reshape(dense.shape[0], -1))
 
 

@@ -402,16 +402,23 @@ def train_linear_fcnn(
     _check_dtype(dtype)
     params = [torch.as_tensor(x, dtype=dtype, device=torch.device(device)) for x in (W1_0, W2_0)]
     out = _gradient_descent(data, structure, _FCNN(), params, lr=lr, steps=steps, record_every=record_every)
-    W1, W2 = out.params
+    return _training_run(out, seed_list, structure, ("W1", "W2"))
+
+
+def _training_run(
+    out: _Trajectory, seed_list: list[int], structure: DatasetStructure, names: tuple[str, str]
+) -> TrainingRun:
+    """Package a trajectory as a :class:`TrainingRun`, the final parameters under ``names``."""
     return TrainingRun(
         seeds=np.asarray(seed_list, dtype=np.int64),
         steps=out.steps,
         mode_strength=out.strengths,
         loss=out.losses,
         invariant_drift=out.drift,
-        weights={"W1": W1.cpu().numpy(), "W2": W2.cpu().numpy()},
+        weights={name: param.cpu().numpy() for name, param in zip(names, out.params)},
         s=np.asarray(structure.s, dtype=float),
         end_to_end=out.end_to_end,
+        kernel_power=out.kernel_power,
     )
 
 
@@ -467,18 +474,7 @@ def train_linear_cnn(
         data, structure, model, params, lr=lr, steps=steps, record_every=record_every,
         record_kernel_power=record_kernel_power,
     )
-    W, r = out.params
-    return TrainingRun(
-        seeds=np.asarray(seed_list, dtype=np.int64),
-        steps=out.steps,
-        mode_strength=out.strengths,
-        loss=out.losses,
-        invariant_drift=out.drift,
-        weights={"W": W.cpu().numpy(), "kernel": r.cpu().numpy()},
-        s=np.asarray(structure.s, dtype=float),
-        end_to_end=out.end_to_end,
-        kernel_power=out.kernel_power,
-    )
+    return _training_run(out, seed_list, structure, ("W", "kernel"))
 
 
 def measure_transitions(
