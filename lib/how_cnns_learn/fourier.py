@@ -34,7 +34,6 @@ __all__ = [
     "kernel_support",
     "dominant_amplitude",
     "dominant_frequency_mask",
-    "spectral_concentration",
 ]
 
 
@@ -82,14 +81,6 @@ def dominant_frequency_mask(images: NDArray[np.floating], rel_tol: float = 1e-3)
     peak = mag.reshape(stack.shape[0], -1).max(axis=1)[:, None, None]
     return mag >= (1.0 - rel_tol) * peak
 
-
-def spectral_concentration(images: NDArray[np.floating]) -> NDArray[np.floating]:
-    """Concentration ``Φ*_α / n ∈ [1/n, 1]`` of unit-norm images in the Fourier basis, shape ``(p,)``.
-
-    1 means the image is a single (DC) frequency; ``1/n`` means a spectrally flat image.
-    """
-    stack = _as_image_stack(images, "images")
-    return dominant_amplitude(stack) / stack.shape[-1]
 
 
 def kernel_support(n: int, k: int) -> NDArray[np.bool_]:

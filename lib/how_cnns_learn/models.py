@@ -14,7 +14,7 @@ from torch import nn
 
 from .fourier import cross_correlation_weight_to_kernel, kernel_to_cross_correlation_weight
 
-__all__ = ["LinearCNN", "LinearFCNN", "SmallReLUCNN", "end_to_end_matrix"]
+__all__ = ["LinearCNN", "SmallReLUCNN"]
 
 
 class LinearCNN(nn.Module):
@@ -58,27 +58,8 @@ class LinearCNN(nn.Module):
             self.dense.weight[:] = torch.as_tensor(dense.reshape(dense.shape[0], -1))
 
 
-class LinearFCNN(nn.Module):
-    """Two-layer linear FCNN ``Linear(n², h) → Linear(h, p)``, no biases. Input ``(N, n, n)``, output ``(N, p)``."""
-
-    def __init__(self, n: int, hidden: int, n_outputs: int, dtype: torch.dtype = torch.float64):
-        super().__init__()
-        self.n = n
-        self.hidden = nn.Linear(n * n, hidden, bias=False, dtype=dtype)
-        self.out = nn.Linear(hidden, n_outputs, bias=False, dtype=dtype)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 3 or x.shape[1:] != (self.n, self.n):
-            raise ValueError(f"LinearFCNN expects inputs (N, {self.n}, {self.n}), got {tuple(x.shape)}")
-        return self.out(self.hidden(x.flatten(1)))
 
 
-def end_to_end_matrix(model: nn.Module, n: int) -> NDArray[np.floating]:
-    """The ``(p, n²)`` matrix ``M`` of a linear model, read off by feeding it the ``n²`` pixel basis images."""
-    param = next(model.parameters())
-    basis = torch.eye(n * n, dtype=param.dtype, device=param.device).reshape(n * n, n, n)
-    with torch.no_grad():
-        return model(basis).T.cpu().numpy()
 
 
 class SmallReLUCNN(nn.Sequential):

@@ -86,19 +86,6 @@ class TrainingRun:
     end_to_end: NDArray[np.floating]
     kernel_power: NDArray[np.floating] | None = field(default=None)
 
-    def to_frame(self) -> pd.DataFrame:
-        """Tidy table: one row per (step, seed, mode) with ``a`` and ``a / s``."""
-        T, B, p = self.mode_strength.shape
-        frame = pd.DataFrame(
-            {
-                "step": np.repeat(self.steps, B * p),
-                "seed": np.tile(np.repeat(self.seeds, p), T),
-                "mode": np.tile(np.arange(1, p + 1), T * B),
-                "a": self.mode_strength.reshape(-1),
-            }
-        )
-        frame["a / s"] = frame["a"] / np.tile(self.s, T * B)
-        return frame
 
 
 def _check_seeds(seeds: Sequence[int]) -> list[int]:
