@@ -4,7 +4,8 @@ The staged source ``_build/src`` holds: the executed chapters (``book/*.ipynb``,
 :mod:`pipeline.execute`), copies of the prose pages, ``_toc.yml``, ``_config.yml`` with Jupyter Book's
 own execution switched off, and MathJax under ``_extra/mathjax`` (served locally: the machines that
 build and read this book may have no internet). The status page is ``book/reproduction_status.md``
-with its ``<!-- claims-table -->`` marker replaced by the table of every chapter's claims.
+with its ``<!-- cards-table -->`` marker replaced by the audited table of reproduction cards
+(:mod:`pipeline.cards`) and its ``<!-- claims-table -->`` marker by the table of every chapter's claims.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import nbformat
 import yaml
 from how_cnns_learn.claims import Claim, format_value
 
+from .cards import cards_table
 from .execute import BOOK, ROOT, BuildPaths, ChapterFailed, chapters
 
 DOWNLOAD_TAG = "download-links"
@@ -26,6 +28,7 @@ INSTALL_TAG = "install-if-missing"
 STATUS_PAGE = "reproduction_status.md"
 MARKER = "<!-- claims-table -->"
 FAULTS_MARKER = "<!-- faults-table -->"
+CARDS_MARKER = "<!-- cards-table -->"
 MATHJAX_NPM = ROOT / "_build" / "npm" / "node_modules" / "mathjax" / "es5"
 
 
@@ -53,7 +56,7 @@ def status_table(paths: BuildPaths = BuildPaths(), book: Path = BOOK) -> str:
                 f"{'✓' if c.passed else '✗ FAIL'} |"
             )
         sections.append(
-            f"## {chapter.stem}\n\n[Open the chapter]({chapter.stem}.ipynb) · run with {params}\n\n"
+            f"### {chapter.stem}\n\n[Open the chapter]({chapter.stem}.ipynb) · run with {params}\n\n"
             "| claim | measured | expected (tolerance; reference) | pass |\n|---|---|---|---|\n"
             + "\n".join(rows)
             + "\n"
@@ -86,9 +89,11 @@ def stage(paths: BuildPaths = BuildPaths(), book: Path = BOOK, root: Path = ROOT
             continue
         text = page.read_text()
         if page.name == STATUS_PAGE:
-            if MARKER not in text or FAULTS_MARKER not in text:
-                raise ChapterFailed(f"{page} lacks the marker {MARKER} or {FAULTS_MARKER}")
-            text = text.replace(MARKER, status_table(paths, book)).replace(FAULTS_MARKER, fault_table())
+            for marker in (CARDS_MARKER, MARKER, FAULTS_MARKER):
+                if marker not in text:
+                    raise ChapterFailed(f"{page} lacks the marker {marker}")
+            text = (text.replace(CARDS_MARKER, cards_table(paths, book)).replace(MARKER, status_table(paths, book))
+                    .replace(FAULTS_MARKER, fault_table()))
         (staged_book / page.name).write_text(text)
     repository = yaml.safe_load((root / "_config.yml").read_text()).get("repository", {}).get("url", "")
     for folder in ("sources", "notebooks"):

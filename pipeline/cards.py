@@ -1,0 +1,140 @@
+"""Reproduction cards: parse the card that opens every chapter, audit it against the chapter's claim record, and
+render the table of all cards for the reproduction-status page.
+
+A card is the ``:::{admonition} Reproduction card`` block at the top of a chapter, with these fields in this
+order, each introduced by its bold label (see ``book/intro.md``):
+
+``**Original claim**`` · ``**Our statement.**`` · ``**Status:**`` · ``**Claims:**`` · ``**Reconstructed:**`` ·
+``**Check first in the paper:**``
+
+The status starts with one of :data:`STATUSES`. The audit requires the card's claim ids to be *exactly* the ids
+the executed chapter recorded: a card cannot cite a claim that does not exist, and no claim goes unlisted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .execute import BOOK, BuildPaths, ChapterFailed, chapters
+
+FIELDS = (
+    ("original", "**Original claim"),
+    ("statement", "**Our statement.**"),
+    ("status", "**Status:**"),
+    ("claims", "**Claims:**"),
+    ("reconstructed", "**Reconstructed:**"),
+    ("check_first", "**Check first in the paper:**"),
+)
+STATUSES = ("[Re]", "partial", "[¬Re]", "extension")
+# Seed papers (and the classical result the book starts from), recognised in the "Original claim" field.
+PAPERS = (
+    ("Pinson, Lenaerts & Ginis 2023", r"Pinson"),
+    ("Wen & Jacot 2024", r"Wen\s*&\s*Jacot"),
+    ("Yu, Zhang & Zhu 2019", r"Yu,\s*Zhang\s*&\s*Zhu"),
+    ("Beaglehole et al. 2023", r"Beaglehole"),
+    ("Saxe, McClelland & Ganguli 2014", r"Saxe"),
+)
+_BLOCK = re.compile(r"^:::\{admonition\} Reproduction card\n(?::class: [^\n]*\n)?(.*?)^:::$", re.M | re.S)
+
+
+class CardError(ChapterFailed):
+    """A chapter's reproduction card is missing, malformed, or disagrees with the chapter's claims."""
+
+
+@dataclass(frozen=True)
+class Card:
+    chapter: str
+    original: str
+    statement: str
+    status: str  # the full status text; :attr:`verdict` is its leading keyword
+    claims: tuple[str, ...]
+    reconstructed: str
+    check_first: str
+
+    @property
+    def verdict(self) -> str:
+        return next(s for s in STATUSES if self.status.startswith(s))
+
+    @property
+    def papers(self) -> tuple[str, ...]:
+        """The seed papers the original claim cites (empty when the chapter is the book's own extension)."""
+        return tuple(name for name, pattern in PAPERS if re.search(pattern, self.original))
+
+
+def read_card(chapter: Path) -> Card:
+    """Parse the reproduction card of ``chapter`` (a ``book/*.md`` source); :class:`CardError` names what is wrong."""
+    text = chapter.read_text()
+    match = _BLOCK.search(text)
+    if match is None:
+        raise CardError(f"{chapter.stem}: no ':::{{admonition}} Reproduction card' block")
+    body = match.group(1)
+    starts = []
+    for name, label in FIELDS:
+        position = body.find(label)
+        if position < 0:
+            raise CardError(f"{chapter.stem}: the reproduction card lacks the field {label}")
+        starts.append((position, name, label))
+    if [s[1] for s in sorted(starts)] != [name for name, _ in FIELDS]:
+        raise CardError(f"{chapter.stem}: card fields must come in the order {[label for _, label in FIELDS]}")
+    starts.sort()
+    values: dict[str, str] = {}
+    for (position, name, label), following in zip(starts, starts[1:] + [(len(body), "", "")]):
+        value = body[position + len(label) : following[0]]
+        values[name] = " ".join(value.strip().lstrip(".:").split())
+    status = values["status"]
+    if not status.startswith(STATUSES):
+        raise CardError(f"{chapter.stem}: the status {status[:40]!r} must start with one of {STATUSES}")
+    ids = tuple(re.findall(r"`([^`]+)`", values["claims"]))
+    if not ids:
+        raise CardError(f"{chapter.stem}: the card's **Claims:** field lists no claim ids (write them as `id`)")
+    if len(set(ids)) != len(ids):
+        raise CardError(f"{chapter.stem}: the card lists a claim id twice: {ids}")
+    for name in ("original", "statement", "reconstructed", "check_first"):
+        if len(values[name]) < 10:
+            raise CardError(f"{chapter.stem}: the card's field {dict(FIELDS)[name]} is empty")
+    return Card(chapter.stem, values["original"], values["statement"], status, ids, values["reconstructed"],
+                values["check_first"])
+
+
+def audit(card: Card, record: dict) -> list[str]:
+    """Problems between a card and the chapter's executed claim record (empty when they agree exactly)."""
+    recorded = [c["id"] for c in record["claims"]]
+    problems = [f"{card.chapter}: the card cites `{i}`, which the chapter does not check" for i in card.claims
+                if i not in recorded]
+    problems += [f"{card.chapter}: the claim `{i}` is not listed on the card" for i in recorded
+                 if i not in card.claims]
+    if not record.get("complete", False):
+        problems.append(f"{card.chapter}: the claim record is incomplete (the chapter did not finish)")
+    return problems
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def cards_table(paths: BuildPaths = BuildPaths(), book: Path = BOOK) -> str:
+    """Markdown table of every chapter's card, each audited against its claim record (raises on any problem)."""
+    rows, problems = [], []
+    for chapter in chapters(book):
+        card = read_card(chapter)
+        record = json.loads((paths.claims / f"{chapter.stem}.json").read_text())
+        problems += audit(card, record)
+        passed = sum(c["passed"] for c in record["claims"])
+        papers = ", ".join(card.papers) or "— (the book's own extension)"
+        rows.append(
+            f"| [{chapter.stem}]({chapter.stem}.ipynb) | {_cell(papers)} | {_cell(card.verdict)} | "
+            f"{passed}/{len(record['claims'])} | {_cell(card.check_first)} |"
+        )
+    if problems:
+        raise CardError("reproduction cards disagree with the executed chapters:\n" + "\n".join(problems))
+    counts = {s: sum(f"| {s} |" in r for r in rows) for s in STATUSES}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    return (
+        f"**{len(rows)} chapters**: {summary}.\n\n"
+        "| chapter | seed paper | status | claims passing | check first in the paper |\n|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n"
+    )
