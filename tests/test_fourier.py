@@ -73,3 +73,18 @@ def test_embedding_and_torch_weights_share_one_centred_support(n, k):
     assert np.all((fourier.embed_kernel(w, n) != 0) == support)
     assert np.all((fourier.cross_correlation_weight_to_kernel(w, n) != 0) == support)
     assert fourier.embed_kernel(w, n)[0, 0] == w[k // 2, k // 2]
+
+
+def test_frequency_block_norms_are_the_fourier_diagonal_of_the_agop():
+    """‖M̂_j‖²/n² is the diagonal of MᵀM in the unitary Fourier basis; Parseval: Σ_j ‖M̂_j‖² = n² ‖M‖²_F."""
+    rng = np.random.default_rng(0)
+    n, p = 4, 3
+    M = rng.standard_normal((p, n * n))
+    norms = fourier.frequency_block_norms(M, n)
+    F = fourier.dft_matrix(n) / n  # unitary
+    agop_diagonal = np.real(np.diag(F @ M.T @ M @ F.conj().T)).reshape(n, n)
+    np.testing.assert_allclose(norms**2 / n**2, agop_diagonal, rtol=1e-12)
+    np.testing.assert_allclose((norms**2).sum(), n**2 * (M**2).sum(), rtol=1e-12)
+    np.testing.assert_allclose(fourier.frequency_block_norms(M.reshape(p, n, n), n), norms)
+    with pytest.raises(ValueError, match="n×n"):
+        fourier.frequency_block_norms(M, 5)

@@ -44,3 +44,27 @@ def test_noise_free_winners_grow_monotonically_and_learn():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_patch_agop_matches_finite_difference_gradients():
+    patterns = kp.random_dictionary(d=6, m=4, seed=1)
+    run = kp.train_key_pattern_cnn(patterns, filters=4, seeds=[0], steps=50, k=3)
+    x, _ = kp.sample_key_patterns(patterns, np.random.default_rng(2), 5, k=3)
+
+    def f(sample):
+        return (run.a * np.maximum(run.W[0] @ sample.T, 0).mean(-1)).sum()
+
+    G = np.zeros((6, 6))
+    eps = 1e-6
+    for sample in x:
+        for i in range(3):
+            grad = np.zeros(6)
+            for c in range(6):
+                up, down = sample.copy(), sample.copy()
+                up[i, c] += eps
+                down[i, c] -= eps
+                grad[c] = (f(up) - f(down)) / (2 * eps)
+            G += np.outer(grad, grad) / len(x)
+    np.testing.assert_allclose(kp.patch_agop(run, x)[0], G, atol=1e-8)
+    with pytest.raises(ValueError, match="patches"):
+        kp.patch_agop(run, x[0])

@@ -186,3 +186,52 @@ def test_cnn_gradients_match_finite_differences():
         Wp[(1, 0) + idx] += eps
         Wm[(1, 0) + idx] -= eps
         assert (loss(Wp, r) - loss(Wm, r)) / (2 * eps) == pytest.approx(gW.numpy()[(1, 0) + idx], rel=1e-6)
+
+
+@pytest.mark.parametrize("model", ["fcnn", "cnn"])
+def test_weight_decay_reaches_the_closed_form_optimum_from_a_large_init(model):
+    """GD on L + (λ/2)‖θ‖² from a large random init ends at theory.weight_decay_optimum (strengths and ‖θ‖²)."""
+    S = data.designed_structure()
+    items = data.structure_items(S)
+    lam = 0.5
+    expected, cost = theory.weight_decay_optimum(S, lam, model)
+    train = simulate.train_linear_cnn if model == "cnn" else simulate.train_linear_fcnn
+    run = train(items, S, lr=0.05, steps=1500, init_scale=0.3, seeds=[0, 1], weight_decay=lam, record_every=1500)
+    np.testing.assert_allclose(run.mode_strength[-1], np.broadcast_to(expected, (2, 3)), rtol=1e-8)
+    norm2 = sum((w**2).reshape(2, -1).sum(1) for w in run.weights.values())
+    np.testing.assert_allclose(norm2, cost, rtol=1e-8)
+    if model == "cnn":  # the optimum uses the dominant frequencies only
+        blocks = fourier.frequency_block_norms(run.end_to_end, S.n)
+        outside = ~fourier.dominant_frequency_mask(S.phi).any(0)
+        assert blocks[:, outside].max() < 1e-8 * blocks.max()
+
+
+def test_weight_decay_gradient_is_the_penalty_gradient():
+    """One GD step with weight decay equals the step on the penalised loss computed by autograd."""
+    S = data.designed_structure()
+    items = data.structure_items(S)
+    lam, lr = 0.3, 0.01
+    W0, r0 = simulate.random_cnn_init([0], S.n, S.n, S.p, 0.2, 1)
+    run = simulate.train_linear_cnn(items, S, lr=lr, steps=1, init=(W0, r0), weight_decay=lam)
+    W = torch.tensor(W0, requires_grad=True)
+    r = torch.tensor(r0, requires_grad=True)
+    M = simulate.cnn_end_to_end(W, r)[0]
+    X = torch.tensor(items.flat_inputs)
+    loss = 0.5 * ((torch.tensor(items.targets) - X @ M.T) ** 2).sum() + 0.5 * lam * ((W**2).sum() + (r**2).sum())
+    loss.backward()
+    np.testing.assert_allclose(run.weights["W"], (W - lr * W.grad).detach().numpy(), atol=1e-12)
+    np.testing.assert_allclose(run.weights["kernel"], (r - lr * r.grad).detach().numpy(), atol=1e-12)
+
+
+def test_weight_decay_optimum_rejects_bad_settings():
+    S = data.designed_structure()
+    with pytest.raises(ValueError, match="weight_decay"):
+        theory.weight_decay_optimum(S, 0.0, "cnn")
+    with pytest.raises(ValueError, match="model"):
+        theory.weight_decay_optimum(S, 0.1, "mlp")
+    shared = data.DatasetStructure(U=np.eye(2), s=np.array([2.0, 1.0]),
+                                   phi=np.stack([data.cosine_image(8, 0, 1), data.sine_image(8, 0, 1)]))
+    with pytest.raises(ValueError, match="overlap"):
+        theory.weight_decay_optimum(shared, 0.1, "cnn")
+    with pytest.raises(ValueError, match="weight_decay"):
+        simulate.train_linear_cnn(data.structure_items(S), S, lr=0.1, steps=1, weight_decay=-1.0)

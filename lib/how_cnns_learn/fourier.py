@@ -28,6 +28,7 @@ __all__ = [
     "dft2",
     "dft_matrix",
     "embed_kernel",
+    "frequency_block_norms",
     "frequency_coupling",
     "frequency_space_forward",
     "frequency_units",
@@ -230,3 +231,22 @@ def kernel_to_cross_correlation_weight(kernel: NDArray[np.floating], k: int) -> 
         raise ValueError(f"kernel must be (n, n) with 1 <= k <= n, got shape {r.shape} and k = {k}")
     idx = ((k - 1) // 2 - np.arange(k)) % r.shape[0]
     return r[np.ix_(idx, idx)].copy()
+
+
+def frequency_block_norms(end_to_end: NDArray[np.floating], n: int) -> NDArray[np.floating]:
+    """Per-frequency norms ``‖M̂_j‖`` of linear maps ``M`` from ``n×n`` images to ``p`` outputs, ``(..., n, n)``.
+
+    ``end_to_end`` has shape ``(..., p, n²)`` (rows flattened row-major) or ``(..., p, n, n)``; ``M̂_j`` is the
+    unnormalised DFT of the ``p`` rows at frequency ``j`` (a ``p``-vector: one input channel). Three readings of the
+    same numbers: the singular value of the Fourier block ``j`` (whose count of non-zeros is the CBN rank of Wen &
+    Jacot); ``‖M̂_j‖²/n²``, the Fourier diagonal of the input AGOP ``MᵀM`` of ``x ↦ Mx`` (Beaglehole et al.); and,
+    for a balanced two-layer CNN, the kernel power ``|λ_j|²``.
+    """
+    M = np.asarray(end_to_end, dtype=float)
+    if M.ndim < 2:
+        raise ValueError(f"end_to_end must have shape (..., p, n²) or (..., p, n, n), got {M.shape}")
+    if M.shape[-1] == n * n:
+        M = M.reshape(*M.shape[:-1], n, n)
+    if M.shape[-2:] != (n, n):
+        raise ValueError(f"end_to_end of shape {np.asarray(end_to_end).shape} does not hold n×n = {n}×{n} images")
+    return np.sqrt((np.abs(np.fft.fft2(M)) ** 2).sum(axis=-3))

@@ -127,3 +127,18 @@ def key_pattern_accuracy(
     pre = np.einsum("srd,nkd->snrk", run.W, x)
     f = (run.a * np.maximum(pre, 0.0).mean(-1)).sum(-1)
     return (np.sign(f) == y[None]).mean(-1)
+
+
+def patch_agop(run: KeyPatternRun, patches: NDArray[np.floating]) -> NDArray[np.floating]:
+    """Patch-AGOP of every trained network ``(S, d, d)`` on a sample of inputs ``patches`` ``(N, k, d)``.
+
+    ``G = (1/N) Σ_n Σ_i ∇_{x_i} f ∇_{x_i} fᵀ`` with ``∇_{x_i} f = (1/k) Σ_j a_j 1[w_jᵀx_i > 0] w_j``: the average
+    gradient outer product with respect to the patches (Beaglehole et al. 2023), one output.
+    """
+    x = np.asarray(patches, dtype=float)
+    if x.ndim != 3 or x.shape[-1] != run.W.shape[-1]:
+        raise ValueError(f"patches must have shape (N, k, d = {run.W.shape[-1]}), got {x.shape}")
+    k = x.shape[1]
+    active = np.einsum("srd,nkd->snkr", run.W, x) > 0
+    grads = np.einsum("snkr,r,srd->snkd", active.astype(float), run.a, run.W) / k
+    return np.einsum("snkd,snke->sde", grads, grads) / x.shape[0]

@@ -281,8 +281,12 @@ def _gradient_descent(
     steps: int,
     record_every: int = 1,
     record_kernel_power: bool = False,
+    weight_decay: float = 0.0,
 ) -> _Trajectory:
-    """The shared GD loop: record ``a_α`` and the loss every ``record_every`` steps (and at the end)."""
+    """The shared GD loop: record ``a_α`` and the loss every ``record_every`` steps (and at the end).
+
+    With ``weight_decay = λ > 0`` it descends ``L + (λ/2)‖θ‖²`` (every parameter); the recorded loss is ``L``.
+    """
     dtype, dev = params[0].dtype, params[0].device
     d, p = data.flat_inputs.shape[1], data.targets.shape[1]
     if structure.p != p or structure.n**2 != d:
@@ -291,6 +295,8 @@ def _gradient_descent(
         raise ValueError(f"need steps >= 0 and lr > 0, got steps={steps}, lr={lr}")
     if record_every < 1:
         raise ValueError(f"record_every must be >= 1, got {record_every}")
+    if not (np.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
 
     def to_torch(a: NDArray[np.floating]) -> torch.Tensor:
         return torch.as_tensor(np.asarray(a), dtype=dtype, device=dev)
@@ -339,7 +345,7 @@ def _gradient_descent(
         if k == steps:
             break
         grads = model.gradients(params, sigma_yx - M_sxx, cache)
-        params = [x - lr * g for x, g in zip(params, grads)]
+        params = [x - lr * (g + weight_decay * x) if weight_decay else x - lr * g for x, g in zip(params, grads)]
     return _Trajectory(
         steps=np.asarray(recorded, dtype=np.int64),
         strengths=strengths.cpu().numpy(),
@@ -362,6 +368,7 @@ def train_linear_fcnn(
     seeds: Sequence[int] = (0,),
     init: tuple[NDArray[np.floating], NDArray[np.floating]] | None = None,
     record_every: int = 1,
+    weight_decay: float = 0.0,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float64,
 ) -> TrainingRun:
@@ -375,6 +382,8 @@ def train_linear_fcnn(
         hidden, init_scale, seeds: random init (see :func:`random_fcnn_init`), unless ``init`` is given.
         init: explicit ``(W1, W2)`` of shapes ``(B, h, n²)``, ``(B, p, h)``.
         record_every: record every this many steps (1 when measuring stage widths).
+        weight_decay: ``λ ≥ 0``; GD then minimises ``L + (λ/2)(‖W1‖² + ‖W2‖²)`` (see
+            :func:`~how_cnns_learn.theory.weight_decay_optimum`).
         dtype: ``torch.float64`` (default) or ``torch.float32``.
     """
     d, p = data.flat_inputs.shape[1], data.targets.shape[1]
@@ -388,7 +397,9 @@ def train_linear_fcnn(
         seed_list = [-1] * W1_0.shape[0]
     _check_dtype(dtype)
     params = [torch.as_tensor(x, dtype=dtype, device=torch.device(device)) for x in (W1_0, W2_0)]
-    out = _gradient_descent(data, structure, _FCNN(), params, lr=lr, steps=steps, record_every=record_every)
+    out = _gradient_descent(
+        data, structure, _FCNN(), params, lr=lr, steps=steps, record_every=record_every, weight_decay=weight_decay
+    )
     return _training_run(out, seed_list, structure, ("W1", "W2"))
 
 
@@ -427,6 +438,7 @@ def train_linear_cnn(
     init: tuple[NDArray[np.floating], NDArray[np.floating]] | None = None,
     record_every: int = 1,
     record_kernel_power: bool = False,
+    weight_decay: float = 0.0,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float64,
 ) -> TrainingRun:
@@ -438,6 +450,8 @@ def train_linear_cnn(
         channels: ``C``, the number of convolution output channels.
         init: explicit ``(W, kernel)`` of shapes ``(B, p, C, n, n)`` and ``(B, C, n, n)`` (embedded).
         record_kernel_power: also record ``|λ_cj|²`` at the recorded steps (``(T, B, C, n, n)``).
+        weight_decay: ``λ ≥ 0``; GD then minimises ``L + (λ/2)(‖W‖² + ‖kernel‖²)`` (see
+            :func:`~how_cnns_learn.theory.weight_decay_optimum`).
     """
     n, p = data.inputs.shape[-1], data.targets.shape[1]
     k = n if kernel_size is None else kernel_size
@@ -459,7 +473,7 @@ def train_linear_cnn(
     model = _CNN(support=torch.as_tensor(kernel_support(n, k), dtype=dtype, device=dev))
     out = _gradient_descent(
         data, structure, model, params, lr=lr, steps=steps, record_every=record_every,
-        record_kernel_power=record_kernel_power,
+        record_kernel_power=record_kernel_power, weight_decay=weight_decay,
     )
     return _training_run(out, seed_list, structure, ("W", "kernel"))
 

@@ -39,6 +39,7 @@ __all__ = [
     "transition_width",
     "transition_time",
     "logistic_through",
+    "weight_decay_optimum",
 ]
 
 LN9 = float(np.log(9.0))
@@ -299,3 +300,38 @@ def frequency_targets(structure: DatasetStructure) -> NDArray[np.complexfloating
     """
     spectrum = dft2(structure.phi)  # (p, n, n)
     return np.einsum("ia,ajk->ijk", structure.U * structure.s, np.conj(spectrum)) / structure.n
+
+
+def weight_decay_optimum(
+    structure: DatasetStructure, weight_decay: float, model: str
+) -> tuple[NDArray[np.floating], float]:
+    """Global minimum of ``L + (λ/2)‖θ‖²`` for a two-layer linear network on the structure items (D1-like data).
+
+    The data are :func:`~how_cnns_learn.data.structure_items` (``Σ_xx`` the projector onto span{φ}, sum loss). Over
+    all factorisations of one end-to-end map ``M``, the smallest ``‖θ‖²`` is that of the balanced one:
+
+    * FCNN (``M = W2 W1``): ``min ‖W1‖² + ‖W2‖² = 2‖M‖_*`` (nuclear norm), so every mode shrinks by the same
+      amount, ``g_α = (s_α − λ)₊``;
+    * CNN with one full-size circular kernel (any number of channels): ``min ‖W‖² + ‖r‖² = (2/n²) Σ_j ‖M̂_j‖``,
+      a group lasso over the frequencies (``M̂_j`` the unnormalised DFT of the ``p`` rows of ``M`` at ``j``). As
+      ``‖M φ_α‖ ≤ (Φ*_α/n²) Σ_{j ∈ supp α} ‖M̂_j‖`` (Parseval, then Hölder), mode ``α`` is carried by its
+      **dominant frequencies only** and shrinks by ``λ/Φ*_α``: ``g_α = (s_α − λ/Φ*_α)₊``.
+
+    Needs modes whose Fourier supports are disjoint (A3) for the CNN. Returns the mode strengths at the optimum,
+    ``a_α = u_αᵀ M φ_α = g_α`` ``(p,)``, and the parameter norm there, ``‖θ‖² = 2Σ g_α`` (FCNN) or
+    ``2Σ g_α/Φ*_α`` (CNN).
+    """
+    if not (np.isfinite(weight_decay) and weight_decay > 0):
+        raise ValueError(f"weight_decay must be a finite number > 0, got {weight_decay}")
+    if model == "fcnn":
+        shrink = np.full(structure.p, float(weight_decay))
+        g = np.maximum(structure.s - shrink, 0.0)
+        return g, float(2 * g.sum())
+    if model != "cnn":
+        raise ValueError(f"model must be 'fcnn' or 'cnn', got {model!r}")
+    supports = np.abs(dft2(structure.phi)) > 1e-9
+    if np.any(supports.sum(axis=0) > 1):
+        raise ValueError("the modes' Fourier supports overlap (A3 fails): the CNN optimum is not mode by mode")
+    phi_star = np.abs(dft2(structure.phi)).reshape(structure.p, -1).max(axis=1)
+    g = np.maximum(structure.s - weight_decay / phi_star, 0.0)
+    return g, float(2 * (g / phi_star).sum())
