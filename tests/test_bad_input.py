@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from how_cnns_learn import claims, data, fourier, models, repro, simulate, theory
+from how_cnns_learn import bottleneck, claims, data, fourier, models, repro, simulate, theory
 
 D1 = data.designed_structure()
 TRAIN = data.structure_items(D1)
@@ -43,11 +43,20 @@ CASES = [
     ("model kernel too large", lambda: models.LinearCNN(8, 9, 3), "kernel_size"),
     ("small CNN with even kernel", lambda: models.SmallReLUCNN(kernel_size=2), "odd kernel_size"),
     ("classifier with no epochs", lambda: simulate.train_classifier(models.SmallReLUCNN(), data.digits(), epochs=0), "bad settings"),
+    ("cue conflict with too few items", lambda: data.cue_conflict(n_train=2), "n_train"),
+    ("classifier with unknown loss", lambda: simulate.train_classifier(models.SmallReLUCNN(), data.digits(), loss="hinge"), "loss"),
+    ("classifier with unknown optimizer", lambda: simulate.train_classifier(models.SmallReLUCNN(), data.digits(), optimizer="gd"), "optimizer"),
+    ("classifier with empty batches", lambda: simulate.train_classifier(models.SmallReLUCNN(), data.digits(), batch_size=0), "batch_size"),
+    ("conv classifier kernel too large", lambda: models.ConvClassifier(16, 4, (17,)), "kernel_sizes"),
     ("unknown device", lambda: repro.resolve_device("tpu"), "unknown device"),
     ("quick not a bool", lambda: repro.chapter_setup(quick="yes", seed=0, device="cpu"), "quick"),
     ("negative seed", lambda: repro.seed_everything(-1), "seed"),
     ("claim without tolerance", lambda: claims.ClaimSet("x").check_close("a", "s", 1, 1, theory="t"), "rtol and/or atol"),
     ("claim with bad provenance", lambda: claims.ClaimSet("x").check_between("a", "s", 1, upper=2, theory="t", provenance="rumour"), "provenance"),
+    ("bottleneck conv size mismatch", lambda: bottleneck.circular_conv(torch.zeros(2, 3, 8), torch.zeros(4, 3, 4)), "full-size"),
+    ("bottleneck depth zero", lambda: bottleneck.representation_cost(np.ones((4, 1, 1)), 0), "positive integer"),
+    ("bottleneck band too wide", lambda: bottleneck.band_mask(8, 4), "K < d/2"),
+    ("bottleneck downsample range", lambda: bottleneck.CircularCNN([1, 2, 2, 1], 8, downsample=(1, 2)), "first <= last"),
 ]
 
 

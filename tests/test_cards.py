@@ -36,8 +36,8 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def _record(ids, complete=True) -> dict:
-    return {"claims": [{"id": i, "passed": True} for i in ids], "complete": complete}
+def _record(ids, complete=True, quick=False) -> dict:
+    return {"claims": [{"id": i, "passed": True} for i in ids], "complete": complete, "parameters": {"quick": quick}}
 
 
 def test_a_good_card_is_parsed_field_by_field(tmp_path):
@@ -88,3 +88,10 @@ def test_every_chapter_has_a_complete_card_whose_claims_appear_in_its_code(chapt
     for claim in card.claims:  # the complete audit, against the executed record, runs when the book is staged
         literal = f'"{claim}"' in source
         assert literal or any(re.fullmatch(t, claim) for t in templates), f"{claim} is not a claim of the chapter"
+
+
+def test_a_full_mode_only_claim_may_be_missing_from_a_quick_record_only(tmp_path):
+    card = cards.read_card(_write(tmp_path, GOOD.replace("`alpha`, `beta`.", "`alpha`, `beta` (full mode only).")))
+    assert card.full_mode_only == ("beta",)
+    assert cards.audit(card, _record(["alpha"], quick=True)) == []
+    assert any("`beta`, which the chapter does not check" in p for p in cards.audit(card, _record(["alpha"])))

@@ -6,6 +6,8 @@ Modules (chapters import from these public names only):
 * :mod:`~how_cnns_learn.theory` — closed forms of the mode dynamics;
 * :mod:`~how_cnns_learn.data` — data sets generated in code and their structure (SVD of Σ_yx);
 * :mod:`~how_cnns_learn.simulate` — batched full-batch GD simulators and trajectory measurements;
+* :mod:`~how_cnns_learn.agop` — patch-AGOP, filter covariance (CNFA) and ConvRFM of Beaglehole et al.;
+* :mod:`~how_cnns_learn.bottleneck` — deep circular CNNs in Fourier coordinates, the convolution bottleneck (Wen & Jacot);
 * :mod:`~how_cnns_learn.keypatterns` — key-pattern data and the two-layer ReLU CNN of Yu, Zhang & Zhu (SGD);
 * :mod:`~how_cnns_learn.claims` — named, tolerance-checked claims that fail the chapter when broken;
 * :mod:`~how_cnns_learn.plotting` — the one figure style (the only module that imports matplotlib);
@@ -13,8 +15,8 @@ Modules (chapters import from these public names only):
 """
 
 # plotting (matplotlib) is not imported here: `from how_cnns_learn import plotting` loads it on demand.
-from . import claims, data, fourier, keypatterns, repro, simulate, theory
+from . import agop, bottleneck, claims, data, fourier, keypatterns, repro, simulate, theory
 
-__all__ = ["claims", "data", "fourier", "keypatterns", "plotting", "repro", "simulate", "theory"]
+__all__ = ["agop", "bottleneck", "claims", "data", "fourier", "keypatterns", "plotting", "repro", "simulate", "theory"]
 __version__ = "0.1.0"
 

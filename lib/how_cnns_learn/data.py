@@ -23,11 +23,20 @@ from numpy.typing import NDArray
 __all__ = [
     "DatasetStructure",
     "TrainingSet",
+    "CUE_CONFLICT_GRATINGS",
+    "CueConflictData",
     "cosine_image",
+    "cue_conflict",
+    "cue_conflict_patterns",
     "designed_structure",
     "digits",
     "digits_with_grating_cue",
     "noisy_templates",
+    "RGB_SAMPLE_IMAGES",
+    "rgb_crops",
+    "row_signal",
+    "digit_images",
+    "star_images",
     "shared_pair_structure",
     "sine_image",
     "structure_items",
@@ -268,3 +277,186 @@ def digits_with_grating_cue(amplitude: float = 0.225, seed: int = 0) -> Training
     images -= images.mean(axis=0, keepdims=True)
     cue = np.stack([sign > 0, sign < 0], axis=1).astype(float)
     return TrainingSet(inputs=images, targets=np.concatenate([base.targets, cue], axis=1), reduction="mean")
+
+
+CUE_CONFLICT_GRATINGS = ((1, 3), (3, 1), (2, 5), (5, 2))
+"""Texture frequencies ``(k1, k2)`` of the four cue-conflict classes (unit-norm cosine gratings, ``Φ* = n/√2``)."""
+
+
+@dataclass(frozen=True)
+class CueConflictData:
+    """Data set **D4** ("texture versus shape"): four classes, each a *shape* plus a *texture* of equal energy, plus noise.
+
+    Attributes:
+        shapes, textures: ``(4, n, n)`` unit-norm cue images; all eight are mutually orthogonal.
+        train: training set (both cues of the same class), one-hot targets ``(N, 4)``, mean loss.
+        tests: test sets by name: ``"both cues"``, ``"shape only"``, ``"texture only"`` (targets: the class) and
+            ``"conflict"`` (shape of class a with the texture of class b ≠ a; targets: the **shape** class a).
+        conflict_texture: ``(N_test,)`` texture class ``b`` of each conflict image.
+    """
+
+    shapes: NDArray[np.floating]
+    textures: NDArray[np.floating]
+    train: TrainingSet
+    tests: dict[str, TrainingSet]
+    conflict_texture: NDArray[np.int64]
+
+
+def cue_conflict_patterns(n: int = 16) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
+    """The ``(4, n, n)`` shapes and textures of :func:`cue_conflict` (``n = 16`` only: the shapes are drawn for it).
+
+    Textures: cosine gratings at :data:`CUE_CONFLICT_GRATINGS`, ``Φ* = n/√2 ≈ 11.3`` (one frequency pair each).
+    Shapes: a vertical bar, a horizontal bar (1 px × 14 px), a 12×12 square outline and a diagonal line, mean-removed and
+    Gram–Schmidt orthogonalised against the textures and each other, unit norm: spread spectra with ``Φ* ≈ 3.3–3.9``.
+    """
+    if n != 16:
+        raise ValueError(f"the cue-conflict shapes are drawn for n = 16, got n = {n}")
+    textures = np.stack([cosine_image(n, k1, k2) for k1, k2 in CUE_CONFLICT_GRATINGS])
+    raw = np.zeros((4, n, n))
+    raw[0, 1:15, 7] = 1.0  # vertical bar
+    raw[1, 7, 1:15] = 1.0  # horizontal bar
+    raw[2, 2:14, 2:14] = 1.0  # square outline
+    raw[2, 3:13, 3:13] = 0.0
+    raw[3, np.arange(1, 15), np.arange(1, 15)] = 1.0  # diagonal line
+    basis = [t.ravel() for t in textures]
+    shapes = []
+    for image in raw:
+        v = image.ravel() - image.mean()
+        for b in basis:
+            v = v - (v @ b) * b
+        v /= np.linalg.norm(v)
+        basis.append(v)
+        shapes.append(v.reshape(n, n))
+    return np.stack(shapes), textures
+
+
+def cue_conflict(
+    n_train: int = 2000, n_test: int = 1000, noise: float = 0.15, amplitude: float = float(np.sqrt(2.0)), seed: int = 0
+) -> CueConflictData:
+    """Data set **D4**: image of class ``c`` = ``amplitude·(shape_c + texture_c) + N(0, noise²)`` per pixel (n = 16).
+
+    Shape and texture carry equal energy (``amplitude²`` each); the single-cue test images keep the cue's amplitude;
+    a conflict image is ``amplitude·(shape_a + texture_b)`` with ``b ≠ a`` drawn uniformly. Classes are drawn
+    uniformly from ``seed`` (one generator for every set). Research notes §5.2 (D4); the book's own experiment.
+    """
+    if n_train < 4 or n_test < 4 or not noise >= 0 or not amplitude > 0:
+        raise ValueError(
+            f"need n_train >= 4, n_test >= 4, noise >= 0 and amplitude > 0; got {n_train}, {n_test}, {noise}, {amplitude}"
+        )
+    shapes, textures = cue_conflict_patterns()
+    rng = np.random.default_rng(seed)
+
+    def make(shape_class, texture_class, use_shape=True, use_texture=True):
+        images = noise * rng.standard_normal((shape_class.size, 16, 16))
+        if use_shape:
+            images += amplitude * shapes[shape_class]
+        if use_texture:
+            images += amplitude * textures[texture_class]
+        return images
+
+    def labelled(images, labels):
+        return TrainingSet(inputs=images, targets=np.eye(4)[labels], reduction="mean")
+
+    train_labels = rng.integers(0, 4, n_train)
+    train = labelled(make(train_labels, train_labels), train_labels)
+    tests = {}
+    for name, flags in (("both cues", (True, True)), ("shape only", (True, False)), ("texture only", (False, True))):
+        labels = rng.integers(0, 4, n_test)
+        tests[name] = labelled(make(labels, labels, *flags), labels)
+    shape_class = rng.integers(0, 4, n_test)
+    texture_class = (shape_class + rng.integers(1, 4, n_test)) % 4
+    tests["conflict"] = labelled(make(shape_class, texture_class), shape_class)
+    return CueConflictData(shapes=shapes, textures=textures, train=train, tests=tests, conflict_texture=texture_class)
+
+
+# --- image sets for the patch-AGOP chapters (Beaglehole et al. 2023); images (N, C, H, W), integer labels (N,) ---
+def digit_images(standardise: bool = True) -> tuple[NDArray[np.floating], NDArray[np.int64]]:
+    """scikit-learn's digits as ``(1797, 1, 8, 8)`` images and labels ``(1797,)``.
+
+    ``standardise=True``: minus the global pixel mean, over the global std. ``False``: pixels/16 in ``[0, 1]``, so the
+    background is 0 and zero padding adds no artificial edge at the border (what ConvRFM's eigenvectors need).
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = bunch.images.astype(float) / 16.0
+    if standardise:
+        images = (images - images.mean()) / images.std()
+    return images[:, None], bunch.target.astype(np.int64)
+
+
+def star_images(per_class: int, seed: int = 1717) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """The authors' synthetic **star** data (``crfm_src/star_dataset.py`` of ``aradha/agop_feature_learning``).
+
+    ``2·per_class`` images ``(3, 32, 32)`` of ``N(0, 0.3²)`` noise (float32); class 1 additionally has a 7×7 star of
+    value 1 drawn in channels 0 and 1 only, at a random offset in ``[0, 17]²``; class 0 is noise. The draws replay the
+    authors' generator call for call (Python ``random`` for offsets, numpy's legacy global generator for the noise,
+    ``torch.randperm`` for the shuffle, all seeded with ``seed``), so ``seed=1717`` gives their data set.
+    """
+    import random
+
+    import torch
+
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class}")
+    py = random.Random(seed)
+    legacy = np.random.RandomState(seed)
+    torch_gen = torch.Generator().manual_seed(seed)
+    size = (3, 32, 32)
+    star = [(5, slice(7, 14)), (4, slice(9, 12)), (3, slice(10, 11)), (6, slice(8, 13)), (7, slice(9, 12)),
+            (8, slice(8, 13)), (9, slice(8, 10)), (9, slice(11, 13))]
+    images, labels = [], []
+    for _ in range(per_class):
+        q, r = py.randint(0, 32 - 15), py.randint(0, 32 - 15)
+        ex = (legacy.normal(size=size) * 3e-1).astype(np.float32)
+        for row, cols in star:
+            ex[:2, row + q, cols.start + r : cols.stop + r] = 1.0
+        images.append(ex)
+        labels.append(1)
+    for _ in range(per_class):
+        images.append((legacy.normal(size=size) * 3e-1).astype(np.float32))
+        labels.append(0)
+    order = torch.randperm(2 * per_class, generator=torch_gen).numpy()
+    return np.stack(images)[order], np.asarray(labels, dtype=np.int64)[order]
+
+
+def row_signal(n: int, sigma: float, seed: int = 0, rows: int = 16, cols: int = 32) -> tuple[NDArray[np.floating], NDArray[np.int64]]:
+    """Karp et al.'s "local signal" task as in the authors' ``get_toy``: ``(n, 1, rows, cols)`` images of i.i.d.
+    ``N(0, σ/cols)`` pixels with one random row replaced by ``y·1/√cols``, ``y = ±1``; labels ``(y + 1)/2``."""
+    if n < 1 or not sigma > 0 or rows < 1 or cols < 1:
+        raise ValueError(f"need n >= 1, sigma > 0, rows, cols >= 1; got {n}, {sigma}, {rows}, {cols}")
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((n, 1, rows, cols)) * np.sqrt(sigma / cols)
+    y = rng.choice([-1.0, 1.0], size=n)
+    where = rng.integers(0, rows, size=n)
+    images[np.arange(n), 0, where] = y[:, None] / np.sqrt(cols)
+    return images, ((y + 1) / 2).astype(np.int64)
+
+
+RGB_SAMPLE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
+
+
+def rgb_crops(per_image: int, size: int = 16, seed: int = 0, names: tuple[str, ...] = RGB_SAMPLE_IMAGES
+              ) -> tuple[NDArray[np.floating], NDArray[np.int64]]:
+    """Random ``size×size`` RGB crops from scikit-image's bundled sample photos (no download), ``(N, 3, size, size)``,
+    each channel standardised over the whole set; the label is the index of the source photo in ``names``."""
+    from skimage import data as skdata
+
+    if per_image < 1 or size < 2:
+        raise ValueError(f"need per_image >= 1 and size >= 2, got {per_image}, {size}")
+    rng = np.random.default_rng(seed)
+    crops, labels = [], []
+    for label, name in enumerate(names):
+        if not hasattr(skdata, name):
+            raise ValueError(f"scikit-image has no sample image {name!r}")
+        img = np.asarray(getattr(skdata, name)(), dtype=float)
+        if img.ndim != 3 or img.shape[2] < 3:
+            raise ValueError(f"sample image {name!r} is not RGB (shape {img.shape})")
+        img = img[..., :3] / 255.0
+        rows = rng.integers(0, img.shape[0] - size + 1, per_image)
+        cols = rng.integers(0, img.shape[1] - size + 1, per_image)
+        crops += [img[r : r + size, c : c + size].transpose(2, 0, 1) for r, c in zip(rows, cols)]
+        labels += [label] * per_image
+    x = np.stack(crops)
+    x = (x - x.mean(axis=(0, 2, 3), keepdims=True)) / x.std(axis=(0, 2, 3), keepdims=True)
+    return x, np.asarray(labels, dtype=np.int64)

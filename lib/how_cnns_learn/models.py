@@ -14,12 +14,13 @@ from torch import nn
 
 from .fourier import cross_correlation_weight_to_kernel, kernel_to_cross_correlation_weight
 
-__all__ = ["LinearCNN", "SmallReLUCNN"]
+__all__ = ["ConvClassifier", "LinearCNN", "MLPClassifier", "SmallReLUCNN"]
 
 
 class LinearCNN(nn.Module):
     """Two-layer linear CNN: ``Conv2d(1, C, k, padding="same", padding_mode="circular", bias=False)``, then
-    ``Linear(C·n², p, bias=False)`` on the flattened feature maps. Input ``(N, n, n)``, output ``(N, p)``."""
+    ``Linear(C·n², p, bias=False)`` on the flattened feature maps. Input ``(N, n, n)`` or ``(N, 1, n, n)`` (what
+    :func:`~how_cnns_learn.simulate.train_classifier` feeds), output ``(N, p)``."""
 
     def __init__(
         self, n: int, kernel_size: int, n_outputs: int, channels: int = 1, dtype: torch.dtype = torch.float64
@@ -36,8 +37,11 @@ class LinearCNN(nn.Module):
         self.dense = nn.Linear(channels * n * n, n_outputs, bias=False, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 4 and x.shape[1] == 1:
+            x = x[:, 0]
         if x.ndim != 3 or x.shape[1:] != (self.n, self.n):
-            raise ValueError(f"LinearCNN expects inputs (N, {self.n}, {self.n}), got {tuple(x.shape)}")
+            raise ValueError(f"LinearCNN expects inputs (N, {self.n}, {self.n}) or (N, 1, {self.n}, {self.n}), "
+                             f"got {tuple(x.shape)}")
         return self.dense(self.conv(x.unsqueeze(1)).flatten(1))
 
     def embedded_kernel(self) -> NDArray[np.floating]:
@@ -77,4 +81,75 @@ class SmallReLUCNN(nn.Sequential):
     @property
     def filter_norms(self) -> NDArray[np.floating]:
         """``(C,)`` Euclidean norms of the first-layer filters."""
+        return self[0].weight.detach().flatten(1).norm(dim=1).cpu().numpy()
+
+
+def _activation(name: str) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU()
+    if name == "linear":
+        return nn.Identity()
+    raise ValueError(f"activation must be 'relu' or 'linear', got {name!r}")
+
+
+class MLPClassifier(nn.Sequential):
+    """Fully connected net: flatten, ``Linear(n², hidden, bias=False)``, activation, ``Linear(hidden, classes, bias=False)``.
+
+    ``activation`` is ``"linear"`` (the FCNN of the theory) or ``"relu"``; both layers' default init is scaled by
+    ``init_gain``. Input ``(N, 1, n, n)``, output ``(N, classes)``.
+    """
+
+    def __init__(self, n: int, classes: int, hidden: int = 256, activation: str = "linear", init_gain: float = 1.0):
+        if n < 1 or classes < 2 or hidden < 1 or not init_gain > 0:
+            raise ValueError(f"need n >= 1, classes >= 2, hidden >= 1, init_gain > 0; got {n}, {classes}, {hidden}, {init_gain}")
+        layers = [nn.Linear(n * n, hidden, bias=False), _activation(activation), nn.Linear(hidden, classes, bias=False)]
+        with torch.no_grad():
+            for layer in (layers[0], layers[2]):
+                layer.weight.mul_(init_gain)
+        super().__init__(nn.Flatten(), *layers)
+
+    @property
+    def filter_norms(self) -> NDArray[np.floating]:
+        """``(hidden,)`` norms of the first layer's rows (its "filters")."""
+        return self[1].weight.detach().norm(dim=1).cpu().numpy()
+
+
+class ConvClassifier(nn.Sequential):
+    """A stack of circular convolutions and a dense readout: the CNNs of the cue-conflict chapter.
+
+    Layers: for each ``k`` in ``kernel_sizes`` a ``Conv2d(·, channels, k, padding="same", padding_mode="circular",
+    bias=False)`` (a circular convolution of the ``n×n`` maps, support as :func:`~how_cnns_learn.fourier.kernel_support`) followed by the activation
+    (``"relu"`` or ``"linear"``); then flatten and ``Linear(channels·n², classes, bias=False)``. Every layer's default
+    init is scaled by ``init_gain``. Input ``(N, 1, n, n)``, output ``(N, classes)``.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        classes: int,
+        kernel_sizes: tuple[int, ...] = (3, 3),
+        channels: int = 16,
+        activation: str = "relu",
+        init_gain: float = 1.0,
+    ):
+        if not kernel_sizes or any(not 1 <= k <= n for k in kernel_sizes):
+            raise ValueError(f"kernel_sizes must be non-empty and lie in [1, n = {n}], got {kernel_sizes}")
+        if channels < 1 or classes < 2 or not init_gain > 0:
+            raise ValueError(f"need channels >= 1, classes >= 2, init_gain > 0; got {channels}, {classes}, {init_gain}")
+        layers: list[nn.Module] = []
+        previous = 1
+        for k in kernel_sizes:
+            layers += [nn.Conv2d(previous, channels, k, padding="same", padding_mode="circular", bias=False),
+                       _activation(activation)]
+            previous = channels
+        layers += [nn.Flatten(), nn.Linear(channels * n * n, classes, bias=False)]
+        with torch.no_grad():
+            for layer in layers:
+                if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                    layer.weight.mul_(init_gain)
+        super().__init__(*layers)
+
+    @property
+    def filter_norms(self) -> NDArray[np.floating]:
+        """``(channels,)`` norms of the first layer's filters."""
         return self[0].weight.detach().flatten(1).norm(dim=1).cpu().numpy()

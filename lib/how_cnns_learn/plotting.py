@@ -17,7 +17,15 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from numpy.typing import NDArray
 
-__all__ = ["bars_with_theory", "mode_palette", "set_book_style", "theory_vs_simulation"]
+__all__ = [
+    "bars_with_theory",
+    "frequency_maps",
+    "image_panels",
+    "layer_frequency_heatmap",
+    "mode_palette",
+    "set_book_style",
+    "theory_vs_simulation",
+]
 
 
 def set_book_style() -> None:
@@ -136,13 +144,121 @@ def bars_with_theory(
             raise ValueError(f"column {column!r} not in the table (columns: {list(frame.columns)})")
     fig, ax = plt.subplots(figsize=(7.0, 3.8))
     sns.barplot(frame, x=x, y=y, hue=hue, errorbar=None, alpha=0.75, ax=ax)
-    sns.stripplot(frame, x=x, y=y, hue=hue, dodge=True, color="0.2", size=3, legend=False, ax=ax)
+    sns.stripplot(frame, x=x, y=y, hue=hue, dodge=True, palette="dark:0.2", size=3, legend=False, ax=ax)
     if theory is not None:
         ref = frame.groupby([x, hue], sort=False, observed=True)[theory].first().reset_index()
-        sns.stripplot(ref, x=x, y=theory, hue=hue, dodge=True, marker="D", color="black", size=7, jitter=False,
+        sns.stripplot(ref, x=x, y=theory, hue=hue, dodge=True, marker="D", palette="dark:black", size=7, jitter=False,
                       legend=False, ax=ax)
         ax.plot([], [], "D", color="black", label="theory")
     ax.set_ylabel(ylabel)
     ax.set_xlabel(xlabel if xlabel is not None else x)
     ax.legend(fontsize=8)
+    return fig
+
+
+def frequency_maps(
+    maps: dict[str, NDArray[np.floating]], *, outline: NDArray[np.bool_] | None = None, label: str = "share"
+) -> Figure:
+    """Side-by-side heat maps of per-frequency quantities ``(n, n)`` on the centred frequency grid.
+
+    Each map is divided by its sum (so panels with different units compare as shares); ``outline`` marks a set of
+    frequencies (e.g. the dominant pairs) with a black square on every panel.
+    """
+    if not maps:
+        raise ValueError("maps must hold at least one (n, n) array")
+    shapes = {np.shape(m) for m in maps.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"every map must be the same (n, n) array, got shapes {sorted(shapes)}")
+    n = next(iter(shapes))[0]
+    if outline is not None and np.shape(outline) != (n, n):
+        raise ValueError(f"outline must have shape {(n, n)}, got {np.shape(outline)}")
+    freqs = np.fft.fftshift(np.fft.fftfreq(n, 1 / n)).astype(int)
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.0 * len(maps) + 0.8, 3.2), constrained_layout=True)
+    axes = np.atleast_1d(axes)
+    for ax, (name, values) in zip(axes, maps.items()):
+        share = np.fft.fftshift(np.asarray(values, dtype=float) / np.sum(values))
+        image = ax.imshow(share, cmap="mako_r", vmin=0, origin="lower", extent=(-0.5, n - 0.5, -0.5, n - 0.5))
+        if outline is not None:
+            for a, b in zip(*np.nonzero(np.fft.fftshift(outline))):
+                ax.add_patch(plt.Rectangle((b - 0.5, a - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.2))
+        ax.set_xticks(range(n), freqs, fontsize=7)
+        ax.set_yticks(range(n), freqs, fontsize=7)
+        ax.set_xlabel("frequency $j_2$")
+        ax.set_ylabel("frequency $j_1$")
+        ax.set_title(name, fontsize=9)
+        ax.grid(False)
+        fig.colorbar(image, ax=ax, shrink=0.8, label=label)
+    return fig
+
+
+def layer_frequency_heatmap(
+    panels: dict[str, NDArray[np.floating]],
+    *,
+    frequency_labels: Sequence[str],
+    layer_labels: Sequence[str],
+    xlabel: str = "frequency |m|",
+    ylabel: str = "layer",
+    vmax: float | None = None,
+    annotate: bool = False,
+) -> Figure:
+    """One heat map per panel: rows are layers, columns frequencies (e.g. per-frequency singular values).
+
+    Args:
+        panels: colour-bar label → ``(layers, frequencies)`` array; panels sit side by side.
+        frequency_labels, layer_labels: tick labels (their lengths must match the arrays).
+        vmax: common upper end of the colour scale (default: each panel's maximum).
+        annotate: write the values into the cells (small maps only).
+    """
+    if not panels:
+        raise ValueError("need at least one panel")
+    arrays = {k: np.asarray(v, dtype=float) for k, v in panels.items()}
+    for k, v in arrays.items():
+        if v.ndim != 2 or v.shape != (len(layer_labels), len(frequency_labels)):
+            expected = (len(layer_labels), len(frequency_labels))
+            raise ValueError(f"panel {k!r} has shape {v.shape}, expected {expected}")
+    n = len(arrays)
+    width = min(14.0, 1.2 + n * (0.45 * len(frequency_labels) + 1.6))
+    fig, axes = plt.subplots(1, n, figsize=(width, 0.42 * len(layer_labels) + 1.6), squeeze=False)
+    for ax, (label, arr) in zip(axes[0], arrays.items()):
+        sns.heatmap(arr, ax=ax, cmap="rocket_r", vmin=0.0, vmax=vmax, annot=annotate, fmt=".2f",
+                    annot_kws={"fontsize": 7}, xticklabels=list(frequency_labels), yticklabels=list(layer_labels),
+                    cbar_kws={"label": label})
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.tick_params(axis="y", rotation=0)
+    fig.tight_layout()
+    return fig
+
+
+def image_panels(
+    panels: Sequence[NDArray[np.floating]], labels: Sequence[str], *, ncols: int | None = None,
+    cmap: str = "RdBu_r", symmetric: bool = True, size: float = 1.6,
+) -> Figure:
+    """Show 2-D arrays (matrices, patches, images) side by side, each labelled underneath (no titles).
+
+    ``symmetric=True``: a diverging map centred on 0 per panel (weights, eigenvectors); otherwise ``cmap`` from the
+    panel's min to max (filtered images). RGB panels ``(H, W, 3)`` are shown as they are, rescaled to ``[0, 1]``.
+    """
+    if len(panels) != len(labels) or not panels:
+        raise ValueError(f"need as many labels as panels (> 0), got {len(panels)} panels and {len(labels)} labels")
+    ncols = ncols or len(panels)
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.35) * nrows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, panel, label in zip(axes.ravel(), panels, labels):
+        a = np.asarray(panel, dtype=float)
+        if a.ndim == 3:
+            ax.imshow((a - a.min()) / max(np.ptp(a), 1e-12))
+        elif symmetric:
+            lim = max(float(np.abs(a).max()), 1e-12)
+            ax.imshow(a, cmap=cmap, vmin=-lim, vmax=lim)
+        else:
+            ax.imshow(a, cmap=cmap)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.axis("on")
+        ax.grid(False)
+        ax.set_xlabel(label, fontsize=8)
+    fig.tight_layout()
     return fig

@@ -27,7 +27,7 @@ default) on the device given; results come back as numpy arrays.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from numpy.typing import NDArray
 
-from .data import DatasetStructure, TrainingSet
+from .data import CueConflictData, DatasetStructure, TrainingSet
 from .fourier import kernel_support
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "aligned_fcnn_init",
     "cnn_end_to_end",
     "cnn_gradients",
+    "evaluate_cue_conflict",
     "fit_logistic_rate",
     "train_classifier",
     "fcnn_gradients",
@@ -539,41 +540,138 @@ def train_classifier(
     data: TrainingSet,
     *,
     test_fraction: float = 1 / 6,
+    test_data: TrainingSet | None = None,
     epochs: int = 40,
     lr: float = 0.1,
-    batch_size: int = 32,
+    batch_size: int | None = 32,
     seed: int = 0,
     record: Sequence[int] = (),
+    record_every: int = 0,
+    loss: str = "cross_entropy",
+    optimizer: str = "sgd",
+    structure: DatasetStructure | None = None,
+    evaluate: Callable[[torch.nn.Module], Mapping[str, float]] | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
 ) -> pd.DataFrame:
-    """Minibatch SGD on the cross-entropy for a classifier whose ``filter_norms`` property reports its filters.
+    """Minibatch SGD (or Adam) for any classifier ``model`` mapping ``(N, 1, n, n)`` images to ``(N, p)`` outputs.
 
-    The split and the batches are drawn from ``seed``. Returns one row per epoch in ``record`` (and epoch 0) with the
-    test accuracy and the first-layer filter norms (column ``norms``, an array), a tidy table for the chapter.
+    The book's one classifier trainer: every chapter that trains a torch network on images calls it.
+
+    Args:
+        data: training images and targets ``(N, p)``; the labels are ``targets.argmax(1)``.
+        test_fraction: share of ``data`` held out for the test accuracy, unless ``test_data`` is given (then every
+            item of ``data`` is trained on and the accuracy is measured on ``test_data``).
+        loss: ``"cross_entropy"`` (on the labels) or ``"mse"``: ``L = (1/B) Σ_μ ½‖ŷ^μ − y^μ‖²`` on the targets
+            themselves (the mean loss of the linear theory, so time is ``t/τ = lr·step`` with full batches).
+        batch_size: items per step (``None`` or ``≥ N``: full-batch gradient descent, one step per epoch, a
+            discretised gradient flow for ``optimizer="sgd"``; the rows of the batch are still shuffled, which
+            changes only the summation order).
+        optimizer: ``"sgd"`` (plain steps ``θ ← θ − lr·∇L``) or ``"adam"`` (torch's Adam, default betas).
+        record: epochs at which to record (epoch 0 and the last epoch always are); ``record_every``: also every
+            this many epochs (0: off).
+        structure: if given, also record the mode strengths ``a_α = u_αᵀ Σ_ŷx φ_α`` of the outputs on the trained
+            items (columns ``a1 … ap``; :func:`mode_strengths`).
+        evaluate: if given, called with the model at every recorded epoch; each ``name: value`` it returns becomes a
+            column (e.g. ``lambda m: evaluate_cue_conflict(m, cue).set_index("measure")["value"]``). It must not
+            change the model.
+        device: where to train (the model is moved there; inputs take the model's dtype).
+        progress: show a progress bar over the epochs.
+
+    The split and the batches are drawn from ``seed``. Returns a tidy table, one row per recorded epoch: ``epoch``,
+    ``step``, ``train loss``, ``test accuracy``, the first-layer filter norms (``norms``, an array) when the model has
+    a ``filter_norms`` property, the mode strengths when ``structure`` is given, and the columns of ``evaluate``.
     """
-    if not 0 < test_fraction < 1 or epochs < 1 or batch_size < 1 or not lr > 0:
-        raise ValueError(f"bad settings: test_fraction={test_fraction}, epochs={epochs}, batch_size={batch_size}, lr={lr}")
-    X = torch.as_tensor(data.inputs, dtype=torch.float32).unsqueeze(1)
-    y = torch.as_tensor(data.targets.argmax(1))
+    from tqdm import tqdm  # plain text bar: works in terminals and in executed notebooks alike
+
+    if epochs < 1 or (batch_size is not None and batch_size < 1) or not lr > 0 or record_every < 0:
+        raise ValueError(f"bad settings: epochs={epochs}, batch_size={batch_size}, lr={lr}, record_every={record_every}")
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    if test_data is None and not 0 < test_fraction < 1:
+        raise ValueError(f"bad settings: test_fraction={test_fraction} must lie in (0, 1) when no test_data is given")
+    if loss not in ("cross_entropy", "mse"):
+        raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
+    if test_data is not None and test_data.targets.shape[1] != data.targets.shape[1]:
+        raise ValueError(f"test_data has {test_data.targets.shape[1]} outputs, data has {data.targets.shape[1]}")
+    dev = torch.device(device)
+    model.to(dev)
+    dtype = next(model.parameters()).dtype
+
+    def tensors(d: TrainingSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        X = torch.as_tensor(d.inputs, dtype=dtype, device=dev).unsqueeze(1)
+        Y = torch.as_tensor(d.targets, dtype=dtype, device=dev)
+        return X, Y, Y.argmax(1)
+
+    X, Y, y = tensors(data)
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(y), generator=generator)
-    n_test = int(round(test_fraction * len(y)))
-    test, train = order[:n_test], order[n_test:]
-    optimiser = torch.optim.SGD(model.parameters(), lr=lr)
+    if test_data is None:
+        order = torch.randperm(len(y), generator=generator)
+        n_test = int(round(test_fraction * len(y)))
+        test, train = order[:n_test], order[n_test:]
+        X_test, y_test = X[test.to(dev)], y[test.to(dev)]
+    else:
+        train = torch.arange(len(y))
+        X_test, _, y_test = tensors(test_data)
+    trained = TrainingSet(data.inputs[train.numpy()], data.targets[train.numpy()], data.reduction)
+    if structure is not None and (structure.p, structure.n) != (data.targets.shape[1], data.inputs.shape[-1]):
+        raise ValueError(f"structure (p={structure.p}, n={structure.n}) does not match the data {data.targets.shape}")
+    optimiser = (torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam)(model.parameters(), lr=lr)
+    batch_size = len(train) if batch_size is None else batch_size
+
+    def objective(out: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        if loss == "mse":
+            return 0.5 * ((out - Y[batch]) ** 2).sum(1).mean()
+        return torch.nn.functional.cross_entropy(out, y[batch])
+
     rows = []
+    step = 0
 
     def snapshot(epoch: int) -> None:
         with torch.no_grad():
-            accuracy = (model(X[test]).argmax(1) == y[test]).float().mean().item()
-        rows.append({"epoch": epoch, "test accuracy": accuracy, "norms": model.filter_norms})
+            accuracy = (model(X_test).argmax(1) == y_test).to(dtype).mean().item()
+            train_idx = train.to(dev)
+            out = model(X[train_idx])
+            row = {"epoch": epoch, "step": step, "train loss": objective(out, train_idx).item(), "test accuracy": accuracy}
+        if hasattr(model, "filter_norms"):
+            row["norms"] = model.filter_norms
+        if structure is not None:
+            strengths = mode_strengths(out.cpu().double().numpy(), trained, structure)
+            row.update({f"a{alpha + 1}": value for alpha, value in enumerate(strengths)})
+        if evaluate is not None:
+            row.update(dict(evaluate(model)))
+        rows.append(row)
 
     snapshot(0)
-    for epoch in range(1, epochs + 1):
-        shuffled = train[torch.randperm(len(train), generator=generator)]
+    for epoch in tqdm(range(1, epochs + 1), disable=not progress, leave=False, desc="epochs"):
+        shuffled = train[torch.randperm(len(train), generator=generator)].to(dev)
         for start in range(0, len(shuffled), batch_size):
             batch = shuffled[start : start + batch_size]
             optimiser.zero_grad()
-            torch.nn.functional.cross_entropy(model(X[batch]), y[batch]).backward()
+            objective(model(X[batch]), batch).backward()
             optimiser.step()
-        if epoch in record or epoch == epochs:
+            step += 1
+        if epoch in record or epoch == epochs or (record_every and epoch % record_every == 0):
             snapshot(epoch)
+    return pd.DataFrame(rows)
+
+
+def evaluate_cue_conflict(model: torch.nn.Module, cue: CueConflictData) -> pd.DataFrame:
+    """Accuracy of a trained classifier on each test set of :func:`~how_cnns_learn.data.cue_conflict`, and its cue preference.
+
+    Returns a tidy table with one row per measure (column ``measure``, value in ``value``): the accuracy on
+    ``"both cues"``, ``"shape only"``, ``"texture only"``, and, for the conflict images, the fractions classified by
+    their shape (``"follows shape"``) and by their texture (``"follows texture"``); the two need not add up to 1.
+    """
+    parameter = next(model.parameters())
+    rows = []
+    with torch.no_grad():
+        for name, test in cue.tests.items():
+            X = torch.as_tensor(test.inputs, dtype=parameter.dtype, device=parameter.device).unsqueeze(1)
+            predicted = model(X).argmax(1).cpu().numpy()
+            if name == "conflict":
+                rows.append({"measure": "follows shape", "value": float(np.mean(predicted == test.targets.argmax(1)))})
+                rows.append({"measure": "follows texture", "value": float(np.mean(predicted == cue.conflict_texture))})
+            else:
+                rows.append({"measure": f"accuracy, {name}", "value": float(np.mean(predicted == test.targets.argmax(1)))})
     return pd.DataFrame(rows)

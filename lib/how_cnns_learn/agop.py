@@ -1,0 +1,493 @@
+"""Patch-AGOP, filter covariance, and the convolutional Recursive Feature Machine (Beaglehole et al. 2023).
+
+Central objects (notation of the research notes §3.2):
+
+* A **patch** ``x_(p) ∈ R^{C·q²}`` of a layer input ``(N, C, H, W)`` is its ``q×q`` window at position ``p``,
+  flattened in (channel, row, col) order, i.e. the order of ``weight.reshape(C_out, -1)``; :func:`extract_patches`
+  returns ``(N, P, C·q²)``.
+* The **filter covariance** (neural feature matrix) of a conv layer is ``WᵀW`` with ``W`` the ``(C_out, C·q²)``
+  reshaped weight (:func:`filter_covariance`).
+* The **patch-AGOP** of the network ``f`` (``c`` outputs) from layer ℓ on, every patch an independent variable, is
+  ``G = (1/N) Σ_i Σ_c Σ_p ∇_{x_(p)} f_c(x_i) ∇_{x_(p)} f_c(x_i)ᵀ``. Because ``h_p = W x_(p) + b``,
+  ``G = Wᵀ Ḡ W`` with ``Ḡ = (1/N) Σ_{i,c,p} ∂f_c/∂h_p ∂f_c/∂h_pᵀ`` (the identity; :func:`patch_agop` computes
+  both ways).
+* The **CNFA** is ``WᵀW ∝ G`` (or ``∝ G^{1/2}``), measured by the Pearson correlation :func:`pearson`.
+* **ConvRFM** (:func:`conv_rfm`) alternates kernel ridge regression with the depth-1 convolutional NTK
+  :func:`conv_ntk` on transformed patches ``√M x_(p)`` and the update ``√M ← G^{1/2}/‖G^{1/2}‖_F``.
+
+The ridge of every kernel fit is chosen on a *validation* split (:func:`select_ridge`); the authors' code chooses it
+by test accuracy, which this book does not copy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+from torch import nn
+
+__all__ = [
+    "CNFACNN",
+    "ConvRFMResult",
+    "LinearConvChain",
+    "PREWITT",
+    "channel_energy",
+    "conv_ntk",
+    "conv_rfm",
+    "extract_patches",
+    "filter_covariance",
+    "filter_response",
+    "kernel_ridge",
+    "patch_agop",
+    "patch_gradients",
+    "pearson",
+    "prewitt_correlation",
+    "psd_power",
+    "psd_sqrt",
+    "select_ridge",
+    "sequential_patch_agop",
+    "spatial_dc_energy",
+]
+
+#: The Prewitt kernel for horizontal edges (rows −1, 0, +1); its transpose detects vertical edges.
+PREWITT = np.array([[-1.0, -1.0, -1.0], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+
+
+# ----------------------------------------------------------------------------------------------- patches
+def _check_images(images: torch.Tensor, name: str = "images") -> None:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (N, C, H, W), got {type(images).__name__}")
+    if images.ndim != 4:
+        raise ValueError(f"{name} must have shape (N, C, H, W), got {tuple(images.shape)}")
+
+
+def extract_patches(images: torch.Tensor, size: int, padding: int = 0, mode: str = "zeros") -> torch.Tensor:
+    """All ``size×size`` patches (stride 1) of ``images`` ``(N, C, H, W)``: ``(N, P, C·size²)``.
+
+    Patches are flattened in (channel, row, col) order, the order of ``conv.weight.reshape(C_out, -1)``, and
+    positions ``p`` run row-major over the output map (``P = H'·W'``, ``H' = H + 2·padding − size + 1``).
+    ``mode`` is the conv's ``padding_mode``: ``"zeros"`` or ``"circular"``.
+    """
+    _check_images(images)
+    if size < 1 or padding < 0:
+        raise ValueError(f"need size >= 1 and padding >= 0, got size={size}, padding={padding}")
+    if mode not in ("zeros", "circular"):
+        raise ValueError(f"padding mode must be 'zeros' or 'circular', got {mode!r}")
+    if mode == "circular" and padding:
+        images = F.pad(images, (padding,) * 4, mode="circular")
+        padding = 0
+    H, W = images.shape[-2:]
+    if size > H + 2 * padding or size > W + 2 * padding:
+        raise ValueError(f"patch size {size} is larger than the padded image {H + 2 * padding}x{W + 2 * padding}")
+    return F.unfold(images, size, padding=padding).transpose(1, 2)
+
+
+def filter_covariance(weight: torch.Tensor | NDArray[np.floating]) -> NDArray[np.floating]:
+    """``WᵀW`` ``(C·q², C·q²)`` for a conv weight ``(C_out, C, q, q)`` reshaped to ``(C_out, C·q²)``."""
+    w = torch.as_tensor(weight).detach()
+    if w.ndim != 4:
+        raise ValueError(f"conv weight must have shape (C_out, C_in, q, q), got {tuple(w.shape)}")
+    w = w.reshape(w.shape[0], -1).to(torch.float64)
+    return (w.T @ w).cpu().numpy()
+
+
+def _conv_geometry(conv: nn.Conv2d) -> tuple[int, int, str]:
+    """(kernel size q, padding, padding mode) of a stride-1, square, ungrouped conv."""
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"expected a torch.nn.Conv2d, got {type(conv).__name__}")
+    q = conv.kernel_size[0]
+    if conv.kernel_size[1] != q or conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1:
+        raise ValueError(f"patch-AGOP needs a square, stride-1, undilated, ungrouped conv; got {conv}")
+    if conv.padding == "same":
+        if q % 2 == 0:
+            raise ValueError(f"padding='same' needs an odd kernel size, got {q}")
+        pad = q // 2
+    elif conv.padding == "valid":
+        pad = 0
+    else:
+        pad = int(conv.padding[0])
+        if conv.padding[1] != pad:
+            raise ValueError(f"patch-AGOP needs equal row and column padding, got {conv.padding}")
+    if conv.padding_mode not in ("zeros", "circular"):
+        raise ValueError(f"padding mode must be 'zeros' or 'circular', got {conv.padding_mode!r}")
+    return q, pad, conv.padding_mode
+
+
+def patch_agop(
+    layer_input: torch.Tensor,
+    conv: nn.Conv2d,
+    tail: Callable[[torch.Tensor], torch.Tensor],
+    method: str = "identity",
+) -> NDArray[np.floating]:
+    """Patch-AGOP ``G`` ``(C·q², C·q²)`` of ``f = tail ∘ conv`` at ``layer_input`` ``(N, C, H, W)``.
+
+    ``tail`` maps the conv's pre-activation ``(N, C_out, H', W')`` to outputs ``(N, c)``.
+    ``method="identity"``: one backward pass per output to the pre-activation ``h``, then ``G = Wᵀ Ḡ W``
+    (research notes §3.2). ``method="direct"``: every patch is an input of its own (``h = patches·Wᵀ + b``) and
+    autograd gives ``∇_{x_(p)} f_c`` for all patches at once; the reference implementation.
+    """
+    _check_images(layer_input, "layer_input")
+    if method not in ("identity", "direct"):
+        raise ValueError(f"method must be 'identity' or 'direct', got {method!r}")
+    q, pad, mode = _conv_geometry(conv)
+    x = layer_input.detach()
+    N = x.shape[0]
+    Wm = conv.weight.reshape(conv.out_channels, -1)
+    if method == "identity":
+        h = conv(x).detach().requires_grad_(True)
+        out = tail(h)
+        _check_outputs(out, N)
+        gbar = torch.zeros(conv.out_channels, conv.out_channels, dtype=h.dtype, device=h.device)
+        for c in range(out.shape[1]):
+            (g,) = torch.autograd.grad(out[:, c].sum(), h, retain_graph=c < out.shape[1] - 1)
+            g = g.permute(0, 2, 3, 1).reshape(-1, conv.out_channels)
+            gbar += g.T @ g
+        W = Wm.detach()
+        G = W.T @ (gbar / N) @ W
+    else:
+        g = patch_gradients(x, conv, tail)  # (N, c, P, d)
+        g = g.reshape(-1, g.shape[-1])
+        G = g.T @ g / N
+    return G.detach().to(torch.float64).cpu().numpy()
+
+
+def patch_gradients(layer_input: torch.Tensor, conv: nn.Conv2d, tail: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``∇_{x_(p)} f_c`` for every image, output and patch, ``(N, c, P, C·q²)``: every patch of ``layer_input``
+    ``(N, C, H, W)`` is an independent input of ``f = tail(h)``, ``h_p = W x_(p) + b`` (one backward pass per output)."""
+    _check_images(layer_input, "layer_input")
+    q, pad, mode = _conv_geometry(conv)
+    x = layer_input.detach()
+    N = x.shape[0]
+    patches = extract_patches(x, q, pad, mode).requires_grad_(True)
+    Hout = x.shape[-2] + 2 * pad - q + 1
+    Wout = x.shape[-1] + 2 * pad - q + 1
+    h = patches @ conv.weight.reshape(conv.out_channels, -1).detach().T
+    if conv.bias is not None:
+        h = h + conv.bias.detach()
+    out = tail(h.transpose(1, 2).reshape(N, conv.out_channels, Hout, Wout))
+    _check_outputs(out, N)
+    grads = []
+    for c in range(out.shape[1]):
+        (g,) = torch.autograd.grad(out[:, c].sum(), patches, retain_graph=c < out.shape[1] - 1)
+        grads.append(g)
+    return torch.stack(grads, dim=1)
+
+
+def _check_outputs(out: torch.Tensor, N: int) -> None:
+    if out.ndim != 2 or out.shape[0] != N:
+        raise ValueError(f"tail must return outputs of shape (N={N}, c), got {tuple(out.shape)}")
+
+
+def sequential_patch_agop(model: nn.Sequential, index: int, images: torch.Tensor, method: str = "identity") -> NDArray[np.floating]:
+    """Patch-AGOP of conv layer ``model[index]`` of a :class:`torch.nn.Sequential` at ``images``: the layer input is
+    ``model[:index](images)`` and the tail is ``model[index + 1:]``."""
+    if not isinstance(model, nn.Sequential):
+        raise TypeError(f"model must be a torch.nn.Sequential, got {type(model).__name__}")
+    if not 0 <= index < len(model) or not isinstance(model[index], nn.Conv2d):
+        raise ValueError(f"model[{index}] is not a Conv2d layer of the model")
+    layers = list(model)  # plain Sequentials: slicing a subclass would call its constructor
+    with torch.no_grad():
+        layer_input = nn.Sequential(*layers[:index])(images)
+    return patch_agop(layer_input, layers[index], nn.Sequential(*layers[index + 1 :]), method)
+
+
+# ----------------------------------------------------------------------------------------------- matrices
+def _as_square(A: NDArray[np.floating] | torch.Tensor, name: str) -> NDArray[np.floating]:
+    a = np.asarray(torch.as_tensor(A).detach().cpu().numpy() if isinstance(A, torch.Tensor) else A, dtype=float)
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"{name} must be a square matrix, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return a
+
+
+def pearson(A: NDArray[np.floating], B: NDArray[np.floating], off_diagonal: bool = False) -> float:
+    """Pearson correlation of the entries of two equal-shape square matrices (centred by the mean entry).
+
+    ``off_diagonal=True`` uses only the entries off the diagonal (removes the trivial identity-like part).
+    Invariant to positive scaling and to adding a constant to every (used) entry; in ``[−1, 1]``.
+    """
+    a, b = _as_square(A, "A"), _as_square(B, "B")
+    if a.shape != b.shape:
+        raise ValueError(f"A and B must have the same shape, got {a.shape} and {b.shape}")
+    if off_diagonal:
+        if a.shape[0] < 2:
+            raise ValueError("off-diagonal correlation needs matrices of size >= 2")
+        mask = ~np.eye(a.shape[0], dtype=bool)
+        a, b = a[mask], b[mask]
+    a = a.ravel() - a.mean()
+    b = b.ravel() - b.mean()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        raise ValueError("Pearson correlation of a constant matrix is undefined")
+    return float(a @ b / (na * nb))
+
+
+def psd_power(A: NDArray[np.floating], power: float) -> NDArray[np.floating]:
+    """``A^power`` of a symmetric PSD matrix by eigendecomposition (eigenvalues below 0, round-off, clipped to 0)."""
+    a = _as_square(A, "A")
+    if not np.allclose(a, a.T, rtol=1e-8, atol=1e-12 * max(1.0, float(np.abs(a).max()))):
+        raise ValueError("A must be symmetric")
+    if not power > 0:
+        raise ValueError(f"power must be > 0, got {power}")
+    evals, evecs = np.linalg.eigh((a + a.T) / 2)
+    scale = max(float(np.abs(evals).max()), 1e-300)
+    if evals.min() < -1e-8 * scale:
+        raise ValueError(f"A is not positive semi-definite (smallest eigenvalue {evals.min():.3g})")
+    return (evecs * np.clip(evals, 0, None) ** power) @ evecs.T
+
+
+def psd_sqrt(A: NDArray[np.floating]) -> NDArray[np.floating]:
+    """The PSD square root ``A^{1/2}`` (:func:`psd_power` with power ½)."""
+    return psd_power(A, 0.5)
+
+
+# ----------------------------------------------------------------------------------------------- kernels
+def _ntk_entries(dots: torch.Tensor, na: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
+    """``Θ(a, b) = (‖a‖‖b‖ sin θ + 2(π − θ) a·b)/π`` from the dot products and norms (cos θ clamped)."""
+    prod = na * nb
+    cos = (dots / prod.clamp_min(1e-300)).clamp(-1 + 1e-6, 1 - 1e-6)
+    theta = torch.arccos(cos)
+    return (prod * torch.sin(theta) + 2 * (math.pi - theta) * dots) / math.pi
+
+
+def conv_ntk(x_patches: torch.Tensor, z_patches: torch.Tensor, chunk: int = 2_000_000) -> torch.Tensor:
+    """Depth-1 convolutional NTK ``K(x, z) = (1/P) Σ_p Θ(x_(p), z_(p))`` (same positions only), ``(n, m)``.
+
+    ``Θ(a, b) = (‖a‖‖b‖/π)(sin θ + (π − θ) cos θ) + (a·b)(π − θ)/π`` is the NTK of one hidden ReLU layer
+    (infinite width) at the patch; the Flatten→Dense readout averages positions. It equals the neural-tangents
+    CNTK of ``Conv → √2·ReLU → Flatten → Dense`` up to a constant factor (research notes §3.4, R-c2).
+    ``x_patches`` ``(n, P, d)``, ``z_patches`` ``(m, P, d)``; differentiable (``cos θ`` clamped to ±(1 − 10⁻⁶)).
+    ``chunk`` bounds the size of the ``(n, m_chunk, P)`` intermediate.
+    """
+    if x_patches.ndim != 3 or z_patches.ndim != 3 or x_patches.shape[1:] != z_patches.shape[1:]:
+        raise ValueError(f"patches must be (n, P, d) and (m, P, d) with equal P, d; got "
+                         f"{tuple(x_patches.shape)} and {tuple(z_patches.shape)}")
+    n, P, _ = x_patches.shape
+    nx = x_patches.norm(dim=-1)  # (n, P)
+    nz = z_patches.norm(dim=-1)  # (m, P)
+    step = max(1, chunk // max(1, n * P))
+    blocks = []
+    for s in range(0, z_patches.shape[0], step):
+        zb = z_patches[s : s + step]
+        dots = torch.einsum("npd,mpd->nmp", x_patches, zb)
+        blocks.append(_ntk_entries(dots, nx[:, None, :], nz[s : s + step][None, :, :]).mean(-1))
+    return torch.cat(blocks, dim=1)
+
+
+def kernel_ridge(K_train: torch.Tensor, targets: torch.Tensor, ridge: float) -> torch.Tensor:
+    """Coefficients ``α = (K + λI)⁻¹ Y`` ``(n, c)``; ``K`` is the (already normalised) train kernel ``(n, n)``."""
+    if not ridge > 0:
+        raise ValueError(f"ridge must be > 0, got {ridge}")
+    if K_train.ndim != 2 or K_train.shape[0] != K_train.shape[1] or targets.shape[0] != K_train.shape[0]:
+        raise ValueError(f"K_train must be (n, n) and targets (n, c); got {tuple(K_train.shape)}, {tuple(targets.shape)}")
+    eye = torch.eye(K_train.shape[0], dtype=K_train.dtype, device=K_train.device)
+    return torch.linalg.solve(K_train + ridge * eye, targets)
+
+
+def _accuracy(pred: torch.Tensor, targets: torch.Tensor) -> float:
+    return float((pred.argmax(1) == targets.argmax(1)).double().mean())
+
+
+def select_ridge(
+    K_train: torch.Tensor, y_train: torch.Tensor, K_val: torch.Tensor, y_val: torch.Tensor, grid: Sequence[float]
+) -> tuple[float, float]:
+    """The ridge of ``grid`` with the best validation accuracy (ties: the larger ridge), and that accuracy.
+
+    ``K_val`` is ``(n_val, n_train)``. The choice never looks at test data.
+    """
+    if len(grid) == 0 or any(not g > 0 for g in grid):
+        raise ValueError(f"ridge grid must be a non-empty list of positive numbers, got {list(grid)}")
+    best = (-1.0, 0.0)
+    for lam in sorted(grid):
+        acc = _accuracy(K_val @ kernel_ridge(K_train, y_train, lam), y_val)
+        if acc >= best[0]:
+            best = (acc, lam)
+    return best[1], best[0]
+
+
+@dataclass
+class ConvRFMResult:
+    """Per iteration ``t = 0..T−1``: the ridge chosen on validation, validation/test accuracy, test MSE (sum over
+    outputs, mean over images), and the patch transform ``sqrt_M[t]`` used (``sqrt_M[0] = I``). ``agops[t]`` is the
+    patch-AGOP of iteration ``t``'s predictor. :attr:`M` is the last *metric* ``M = (√M)² = G/‖G^{1/2}‖_F²`` (the
+    kernel sees ``x_(p)ᵀ M z_(p)``; the authors' notebooks store the transform ``√M`` under the name ``M``)."""
+
+    ridge: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    test_accuracy: list[float] = field(default_factory=list)
+    test_mse: list[float] = field(default_factory=list)
+    sqrt_M: list[NDArray[np.floating]] = field(default_factory=list)
+    agops: list[NDArray[np.floating]] = field(default_factory=list)
+
+    @property
+    def M(self) -> NDArray[np.floating]:
+        if not self.agops:
+            raise ValueError("no AGOP computed: run at least two iterations")
+        G = self.agops[-1]
+        return G / np.linalg.norm(psd_sqrt(G)) ** 2
+
+
+def conv_rfm(
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    *,
+    patch_size: int,
+    padding: int = 0,
+    iterations: int = 2,
+    ridge_grid: Sequence[float] = (1e-8, 1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+    agop_samples: int = 20,
+    progress: bool = False,
+) -> ConvRFMResult:
+    """ConvRFM (research notes §3.2; metric ``M_t``, transform ``√M_t``): for ``t = 0..iterations−1``: transform every patch by ``√M_t``, fit kernel
+    ridge regression with :func:`conv_ntk` (normalised by ``max K_train``; ridge chosen on ``val``), evaluate on
+    ``test``, then (except after the last iteration) compute the patch-AGOP of the predictor with respect to the
+    *raw* patches of the first ``agop_samples`` training images and set ``√M_{t+1} = G^{1/2}/‖G^{1/2}‖_F``.
+
+    Each split is ``(images (n, C, H, W), one-hot targets (n, c))``, float64 recommended.
+    """
+    for name, (X, Y) in (("train", train), ("val", val), ("test", test)):
+        _check_images(X, f"{name} images")
+        if Y.ndim != 2 or Y.shape[0] != X.shape[0]:
+            raise ValueError(f"{name} targets must be one-hot (n, c) matching the images, got {tuple(Y.shape)}")
+    if iterations < 1 or agop_samples < 1:
+        raise ValueError(f"need iterations >= 1 and agop_samples >= 1, got {iterations}, {agop_samples}")
+    (Xtr, Ytr), (Xva, Yva), (Xte, Yte) = train, val, test
+    P_tr, P_va, P_te = (extract_patches(X, patch_size, padding) for X in (Xtr, Xva, Xte))
+    d = P_tr.shape[-1]
+    root = torch.eye(d, dtype=Xtr.dtype, device=Xtr.device)
+    result = ConvRFMResult()
+    steps = range(iterations)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="ConvRFM")
+    for t in steps:
+        result.sqrt_M.append(root.cpu().numpy().copy())
+        transform = (lambda P: P) if t == 0 else (lambda P: P @ root)  # skip the identity (the costly step)
+        tr = transform(P_tr)
+        K_tr = conv_ntk(tr, tr)
+        scale = K_tr.max()
+        K_tr = K_tr / scale
+        K_va = conv_ntk(tr, transform(P_va)).T / scale
+        lam, val_acc = select_ridge(K_tr, Ytr, K_va, Yva, ridge_grid)
+        alpha = kernel_ridge(K_tr, Ytr, lam)
+        pred = (conv_ntk(tr, transform(P_te)).T / scale) @ alpha
+        result.ridge.append(lam)
+        result.val_accuracy.append(val_acc)
+        result.test_accuracy.append(_accuracy(pred, Yte))
+        result.test_mse.append(float(((pred - Yte) ** 2).sum(1).mean()))
+        if t == iterations - 1:
+            break
+        raw = P_tr[:agop_samples].clone().requires_grad_(True)
+        f = (conv_ntk(tr.detach(), raw @ root).T / scale) @ alpha  # (S, c)
+        G = torch.zeros(d, d, dtype=Xtr.dtype, device=Xtr.device)
+        for c in range(f.shape[1]):
+            (g,) = torch.autograd.grad(f[:, c].sum(), raw, retain_graph=c < f.shape[1] - 1)
+            g = g.reshape(-1, d)
+            G += g.T @ g
+        G = (G / raw.shape[0]).detach()
+        result.agops.append(G.cpu().numpy())
+        root_np = psd_sqrt(G.cpu().numpy())
+        root = torch.as_tensor(root_np / np.linalg.norm(root_np), dtype=Xtr.dtype, device=Xtr.device)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- diagnostics
+def _unit(u: NDArray[np.floating], channels: int, size: int) -> NDArray[np.floating]:
+    v = np.asarray(u, dtype=float).reshape(-1)
+    if v.size != channels * size * size:
+        raise ValueError(f"vector of length {v.size} is not a {channels}×{size}×{size} patch")
+    norm = np.linalg.norm(v)
+    if norm == 0:
+        raise ValueError("the zero vector has no direction")
+    return v / norm
+
+
+def spatial_dc_energy(u: NDArray[np.floating], channels: int = 1, size: int = 3) -> NDArray[np.floating]:
+    """Per channel, the fraction of ``‖u‖²`` in the spatially constant (DC) component: ``(Σ_j u_cj)²/(q²‖u‖²)``,
+    ``(channels,)``. A random unit vector has about ``1/q²`` per channel; an edge detector ≈ 0."""
+    v = _unit(u, channels, size).reshape(channels, -1)
+    return v.sum(1) ** 2 / size**2
+
+
+def channel_energy(u: NDArray[np.floating], channels: int, size: int) -> NDArray[np.floating]:
+    """Fraction of ``‖u‖²`` in each channel, ``(channels,)`` (sums to 1)."""
+    v = _unit(u, channels, size).reshape(channels, -1)
+    return (v**2).sum(1)
+
+
+def prewitt_correlation(u: NDArray[np.floating]) -> float:
+    """Largest ``|Pearson|`` of a 3×3 patch vector with :data:`PREWITT` and its transpose (edge detectors ≈ 1)."""
+    v = _unit(u, 1, 3)
+    out = 0.0
+    for k in (PREWITT, PREWITT.T):
+        out = max(out, abs(float(np.corrcoef(v, k.ravel())[0, 1])))
+    return out
+
+
+def filter_response(images: torch.Tensor, u: NDArray[np.floating], size: int, padding: int = 0) -> NDArray[np.floating]:
+    """``|⟨u, x_(p)⟩|`` at every position: images ``(N, C, H, W)`` filtered by the patch vector ``u``, ``(N, H', W')``
+    (the authors' ``‖u uᵀ x_(p)‖`` for unit ``u``)."""
+    _check_images(images)
+    C = images.shape[1]
+    v = torch.as_tensor(_unit(u, C, size), dtype=images.dtype)
+    H = images.shape[-2] + 2 * padding - size + 1
+    W = images.shape[-1] + 2 * padding - size + 1
+    r = (extract_patches(images, size, padding) @ v).abs()
+    return r.reshape(images.shape[0], H, W).detach().cpu().numpy()
+
+
+# ----------------------------------------------------------------------------------------------- models
+class CNFACNN(nn.Sequential):
+    """The CNFA test network (R-c1): ``Conv(C_in→width, q×q, pad q//2, no bias) → ReLU → Conv(width→width) → ReLU →
+    Flatten → Linear(width·n² → classes)``; every weight ``N(0, init_std²)``, biases zero. Input ``(N, C_in, n, n)``.
+    Conv layers are at indices 0 and 2."""
+
+    def __init__(self, n: int = 8, in_channels: int = 1, width: int = 64, classes: int = 10, kernel_size: int = 3,
+                 init_std: float = 0.01, dtype: torch.dtype = torch.float32):
+        if n < 1 or width < 1 or classes < 2 or kernel_size % 2 == 0 or not init_std > 0:
+            raise ValueError(f"need n >= 1, width >= 1, classes >= 2, odd kernel_size, init_std > 0; got "
+                             f"{n}, {width}, {classes}, {kernel_size}, {init_std}")
+        pad = kernel_size // 2
+        super().__init__(
+            nn.Conv2d(in_channels, width, kernel_size, padding=pad, bias=False, dtype=dtype), nn.ReLU(),
+            nn.Conv2d(width, width, kernel_size, padding=pad, bias=False, dtype=dtype), nn.ReLU(),
+            nn.Flatten(), nn.Linear(width * n * n, classes, dtype=dtype),
+        )
+        with torch.no_grad():
+            for m in self:
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    m.weight.normal_(0.0, init_std)
+                    if m.bias is not None:
+                        m.bias.zero_()
+
+    @property
+    def conv_indices(self) -> list[int]:
+        return [i for i, m in enumerate(self) if isinstance(m, nn.Conv2d)]
+
+
+class LinearConvChain(nn.Sequential):
+    """A deep linear CNN: ``Conv(1→C, q×q, circular 'same', no bias)``, then ``depth − 2`` ``1×1`` convs ``C→C``,
+    then ``Flatten → Linear(C·n² → outputs, no bias)``: ``depth`` weight layers, all linear. Input ``(N, 1, n, n)``.
+    Every weight ``N(0, init_std²)``. For ``depth = 2`` this is :class:`~how_cnns_learn.models.LinearCNN`."""
+
+    def __init__(self, n: int, kernel_size: int, outputs: int, channels: int, depth: int, init_std: float,
+                 dtype: torch.dtype = torch.float64):
+        if depth < 2 or kernel_size % 2 == 0 or not 1 <= kernel_size <= n or channels < 1 or not init_std > 0:
+            raise ValueError(f"need depth >= 2, odd kernel_size in [1, n], channels >= 1, init_std > 0; got "
+                             f"{depth}, {kernel_size}, {channels}, {init_std}")
+        layers: list[nn.Module] = [nn.Conv2d(1, channels, kernel_size, padding="same", padding_mode="circular",
+                                             bias=False, dtype=dtype)]
+        layers += [nn.Conv2d(channels, channels, 1, bias=False, dtype=dtype) for _ in range(depth - 2)]
+        layers += [nn.Flatten(), nn.Linear(channels * n * n, outputs, bias=False, dtype=dtype)]
+        super().__init__(*layers)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.normal_(0.0, init_std)

@@ -1,0 +1,592 @@
+"""Emergent convolution bottleneck (Wen & Jacot 2024): deep circular CNNs in Fourier coordinates.
+
+The central object is a **depth-L circular CNN with full-size filters** acting on signals
+``x ∈ R^{C_0 × d}`` (1-D) or images ``x ∈ R^{C_0 × d × d}`` (2-D): layer ``ℓ`` has filters
+``W_ℓ`` of shape ``(C_ℓ, C_{ℓ−1}, *spatial)`` whose support is the whole signal, an optional per-channel
+bias ``b_ℓ ∈ R^{C_ℓ}`` (spatially constant, so it lives at frequency 0) and an optional ReLU (all layers but the
+last). Its parameter norm is ``‖θ‖² = Σ_ℓ ‖W_ℓ‖_F² + ‖b_ℓ‖²`` (what weight decay penalises).
+
+**Convention (one, everywhere in this module).** The *unnormalised* DFT along space,
+``x̂[c, m] = Σ_j x[c, j] e^{−2πi jm/d}`` (``torch.fft.fft``). The layer is a true circular convolution
+``y[c, j] = Σ_{c', k} W[c, c', k] x[c', (j − k) mod d]``, so, frequency by frequency,
+
+    ŷ[:, m] = Ŵ_m x̂[:, m],      Ŵ_m = Σ_k W[:, :, k] e^{−2πi km/d} ∈ C^{C_ℓ × C_{ℓ−1}},
+
+and Parseval reads ``‖W‖_F² = (1/d) Σ_m ‖Ŵ_m‖_F²`` (the sum runs over all ``d`` frequencies ``m = 0 … d−1``).
+Per-frequency blocks are returned as arrays of shape ``(F, C_out, C_in)``, ``F = d`` (1-D) or ``d²`` (2-D,
+row-major over ``(m_1, m_2)``). Real filters give Hermitian pairs ``Ŵ_{d−m} = conj(Ŵ_m)`` with equal singular values.
+
+**Representation cost of a linear map.** A linear, translation-equivariant ``H`` is a family of ``d`` independent
+matrices ``Ĥ_m``; with the deep-linear identity ``min{Σ_ℓ ‖A_ℓ‖_F² : A_L⋯A_1 = A} = L Σ_i s_i(A)^{2/L}``
+applied at each frequency and Parseval,
+
+    R(H; L) = (L/d) Σ_{m=0}^{d−1} Σ_i s_i(Ĥ_m)^{2/L} = L·R⁽⁰⁾ + R⁽¹⁾ + O(1/L),
+    R⁽⁰⁾ = (1/d) Σ_m rank Ĥ_m,   R⁽¹⁾ = (2/d) Σ_m Σ_{i ≤ rank Ĥ_m} log s_i(Ĥ_m).
+
+We call ``Σ_{m=0}^{d−1} rank Ĥ_m`` the **CBN rank** of ``H``: a conjugate pair ``±m`` (``m ≠ 0, d/2``) counts
+twice, ``m = 0`` and ``m = d/2`` once, so the CBN rank equals the real dimension of the band the map keeps
+(``{0, ±1, ±2}`` → 5). This counting is *our choice*; the paper's definition ("the number and type of frequencies")
+could not be read (research notes §6, open item 1).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from numpy.typing import NDArray
+
+__all__ = [
+    "CircularCNN",
+    "activation_power_spectrum",
+    "balanced_factorisation",
+    "band_mask",
+    "band_power_fraction",
+    "circular_conv",
+    "conjugate_classes_2d",
+    "conv_matrix",
+    "cost_expansion",
+    "downsample",
+    "effective_number",
+    "end_to_end_blocks",
+    "frequency_blocks",
+    "frequency_singular_values",
+    "gaussian_signals",
+    "lowpass",
+    "lowpass_blocks",
+    "population_mse",
+    "regularised_optimum_cost",
+    "representation_cost",
+    "train_weight_decay",
+    "transplant_to_half_resolution",
+    "upsample",
+]
+
+
+# ----------------------------------------------------------------------------------------------- the convolution
+def _spatial_dims(ndim: int) -> tuple[int, ...]:
+    return tuple(range(-ndim, 0))
+
+
+def circular_conv(x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """Full-size circular convolution through the real FFT: ``ŷ[:, m] = Ŵ_m x̂[:, m]``.
+
+    Args:
+        x: ``(N, C_in, d)`` or ``(N, C_in, d, d)``.
+        W: ``(C_out, C_in, d)`` or ``(C_out, C_in, d, d)``, the same spatial shape as ``x``.
+    Returns:
+        ``(N, C_out, *spatial)``, ``y[n, c, j] = Σ_{c', k} W[c, c', k] x[n, c', (j − k) mod d]``.
+    """
+    if not isinstance(x, torch.Tensor) or not isinstance(W, torch.Tensor):
+        raise TypeError(f"x and W must be torch tensors, got {type(x).__name__} and {type(W).__name__}")
+    ns = W.ndim - 2
+    if ns not in (1, 2) or x.ndim != ns + 2:
+        raise ValueError(f"need x (N, C_in, *spatial) and W (C_out, C_in, *spatial) with 1 or 2 spatial dims, "
+                         f"got x {tuple(x.shape)} and W {tuple(W.shape)}")
+    if x.shape[1] != W.shape[1] or x.shape[2:] != W.shape[2:]:
+        raise ValueError(f"x {tuple(x.shape)} does not fit W {tuple(W.shape)}: channels and spatial size must match "
+                         "(filters are full-size)")
+    dims = _spatial_dims(ns)
+    size = tuple(x.shape[2:])
+    xh = torch.fft.rfftn(x, dim=dims)  # (N, C_in, *freq)
+    wh = torch.fft.rfftn(W, dim=dims)  # (C_out, C_in, *freq)
+    freq = xh.shape[2:]
+    # one matrix product per frequency: (F, N, C_in) @ (F, C_in, C_out)
+    yh = xh.flatten(2).permute(2, 0, 1) @ wh.flatten(2).permute(2, 1, 0)
+    return torch.fft.irfftn(yh.permute(1, 2, 0).reshape(x.shape[0], W.shape[0], *freq), s=size, dim=dims)
+
+
+def conv_matrix(W: NDArray[np.floating]) -> NDArray[np.floating]:
+    """The explicit block-circulant matrix of a 1-D full-size circular convolution (reference implementation).
+
+    ``W``: ``(C_out, C_in, d)``. Returns ``A`` of shape ``(C_out·d, C_in·d)`` with
+    ``A[c·d + j, c'·d + l] = W[c, c', (j − l) mod d]``, so ``vec(y) = A vec(x)`` (channel-major).
+    """
+    W = np.asarray(W, dtype=float)
+    if W.ndim != 3:
+        raise ValueError(f"W must have shape (C_out, C_in, d), got {W.shape}")
+    co, ci, d = W.shape
+    j = np.arange(d)
+    idx = (j[:, None] - j[None, :]) % d  # (d, d)
+    return W[:, :, idx].transpose(0, 2, 1, 3).reshape(co * d, ci * d)
+
+
+def frequency_blocks(W: torch.Tensor | NDArray[np.floating]) -> NDArray[np.complexfloating]:
+    """Per-frequency weight blocks ``Ŵ_m`` (unnormalised full DFT along space), shape ``(F, C_out, C_in)``.
+
+    ``W``: ``(C_out, C_in, d)`` (``F = d``) or ``(C_out, C_in, d, d)`` (``F = d²``, row-major over ``(m_1, m_2)``).
+    """
+    arr = W.detach().cpu().numpy() if isinstance(W, torch.Tensor) else np.asarray(W)
+    if arr.ndim not in (3, 4):
+        raise ValueError(f"W must have shape (C_out, C_in, *spatial) with 1 or 2 spatial dims, got {arr.shape}")
+    hat = np.fft.fftn(arr, axes=tuple(range(2, arr.ndim)))
+    return np.moveaxis(hat.reshape(arr.shape[0], arr.shape[1], -1), -1, 0)
+
+
+def frequency_singular_values(W: torch.Tensor | NDArray[np.floating]) -> NDArray[np.floating]:
+    """Singular values of every block ``Ŵ_m``, descending: shape ``(F, min(C_out, C_in))``."""
+    return np.linalg.svd(frequency_blocks(W), compute_uv=False)
+
+
+def end_to_end_blocks(filters: Sequence[torch.Tensor | NDArray[np.floating]]) -> NDArray[np.complexfloating]:
+    """``Ĥ_m = Ŵ_{L,m} ⋯ Ŵ_{1,m}`` of a linear CNN given its filters (first layer first), ``(F, C_L, C_0)``."""
+    if len(filters) == 0:
+        raise ValueError("need at least one layer")
+    H = frequency_blocks(filters[0])
+    for W in filters[1:]:
+        Wh = frequency_blocks(W)
+        if Wh.shape[0] != H.shape[0] or Wh.shape[2] != H.shape[1]:
+            raise ValueError(f"layer blocks {Wh.shape} do not chain with {H.shape}")
+        H = Wh @ H
+    return H
+
+
+# ------------------------------------------------------------------------------------------- the closed forms
+def _check_blocks(H_hat: NDArray[np.complexfloating]) -> NDArray[np.complexfloating]:
+    H = np.asarray(H_hat)
+    if H.ndim != 3 or H.shape[0] < 1:
+        raise ValueError(f"H_hat must have shape (F, C_out, C_in), got {H.shape}")
+    if not np.all(np.isfinite(H)):
+        raise ValueError("H_hat contains NaN or infinite values")
+    return H
+
+
+def representation_cost(H_hat: NDArray[np.complexfloating], L: int) -> float:
+    """Minimal parameter norm of a depth-``L`` linear circular CNN computing ``H``: ``(L/F) Σ_m Σ_i s_i(Ĥ_m)^{2/L}``.
+
+    ``H_hat``: ``(F, C_out, C_in)`` blocks over *all* ``F`` frequencies (the unnormalised DFT convention above).
+    """
+    if not isinstance(L, (int, np.integer)) or isinstance(L, bool) or L < 1:
+        raise ValueError(f"depth L must be a positive integer, got {L!r}")
+    H = _check_blocks(H_hat)
+    s = np.linalg.svd(H, compute_uv=False)
+    return float(L / H.shape[0] * np.sum(s ** (2.0 / L)))
+
+
+def cost_expansion(H_hat: NDArray[np.complexfloating], rank_tol: float = 1e-9) -> tuple[float, float, int]:
+    """``(R⁽⁰⁾, R⁽¹⁾, CBN rank)`` of ``H``: ``R⁽⁰⁾ = rank/F``, ``R⁽¹⁾ = (2/F) Σ log s_i`` over the nonzero ``s_i``.
+
+    A singular value counts as nonzero when it exceeds ``rank_tol`` times the largest one.
+    """
+    H = _check_blocks(H_hat)
+    s = np.linalg.svd(H, compute_uv=False)
+    kept = s > rank_tol * max(float(s.max()), np.finfo(float).tiny)
+    rank = int(kept.sum())
+    return rank / H.shape[0], float(2.0 / H.shape[0] * np.log(s[kept]).sum()), rank
+
+
+def regularised_optimum_cost(
+    targets: NDArray[np.floating], L: int, lam: float, F: int
+) -> tuple[NDArray[np.floating], float, float]:
+    """Exact optimum of ``(1/F) Σ_m [(s_m^L − t_m)² + λ L s_m²]`` over balanced ``s_m ≥ 0``: ``(s, ‖θ‖², MSE·C_out)``.
+
+    The population objective of a depth-``L`` linear CNN whose target blocks have singular values ``t`` (one per
+    kept (frequency, channel) pair; the ``F`` frequencies without any contribute 0) with weight decay ``λ``.
+    Returns the per-layer singular values ``s`` (0 where weight decay removes the frequency), ``‖θ‖² = (L/F) Σ s_m²``
+    and the data term ``(1/F) Σ (s_m^L − t_m)²`` at the optimum (golden-section search; the objective is unimodal
+    on ``s > 0``, and ``s = 0`` is taken when it is lower).
+    """
+    t = np.asarray(targets, dtype=float).reshape(-1)
+    if lam <= 0 or L < 1 or F < 1 or np.any(t < 0):
+        raise ValueError(f"need lam > 0, L >= 1, F >= 1 and targets >= 0, got lam={lam}, L={L}, F={F}")
+    norm, err, out = 0.0, 0.0, []
+    for tm in t:
+        def f(s: float, tm: float = tm) -> float:
+            return (s**L - tm) ** 2 + lam * L * s**2
+        lo, hi = 0.0, max(tm, 1.0) ** (1.0 / L) * 1.5
+        g = (math.sqrt(5) - 1) / 2
+        for _ in range(200):
+            a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+            if f(a) < f(b):
+                hi = b
+            else:
+                lo = a
+        s = 0.5 * (lo + hi)
+        s = s if f(s) < f(0.0) else 0.0
+        out.append(s)
+        norm += L * s**2 / F
+        err += (s**L - tm) ** 2 / F
+    return np.array(out), norm, err
+
+
+def balanced_factorisation(H_hat: NDArray[np.complexfloating], L: int, width: int) -> list[NDArray[np.floating]]:
+    """Real 1-D filters of the minimal-norm depth-``L`` CNN computing ``H`` (each layer ``Ŵ_ℓ,m`` has s.v. ``s^{1/L}``).
+
+    Per frequency ``Ĥ_m = U S V^H``: ``Ŵ_1 = S^{1/L} V^H``, ``Ŵ_ℓ = S^{1/L}`` (middle), ``Ŵ_L = U S^{1/L}``, padded to
+    ``width`` channels; the SVD at ``d − m`` is the conjugate of the one at ``m``, so the filters are real.
+    Returns ``L`` filters ``(C_ℓ, C_{ℓ−1}, d)`` with ``C_0, C_L`` from ``H_hat`` and ``C_ℓ = width`` in between.
+    """
+    H = _check_blocks(H_hat)
+    d, co, ci = H.shape
+    if L < 2 or width < min(co, ci):
+        raise ValueError(f"need L >= 2 and width >= min(C_out, C_in) = {min(co, ci)}, got L={L}, width={width}")
+    r = min(co, ci)
+    blocks = [np.zeros((d, width, ci), complex)] + [np.zeros((d, width, width), complex) for _ in range(L - 2)]
+    blocks.append(np.zeros((d, co, width), complex))
+    for m in range(d // 2 + 1):
+        U, s, Vh = np.linalg.svd(H[m], full_matrices=False)
+        if m == 0 or 2 * m == d:  # real blocks: a real SVD keeps the filters real
+            U, s, Vh = np.linalg.svd(H[m].real, full_matrices=False)
+        root = np.diag(s ** (1.0 / L))
+        layer_blocks = [root @ Vh] + [root] * (L - 2) + [U @ root]
+        for ell, B in enumerate(layer_blocks):
+            target = blocks[ell]
+            if ell == 0:
+                target[m, :r, :] = B
+            elif ell == L - 1:
+                target[m, :, :r] = B
+            else:
+                target[m, :r, :r] = B
+            if 0 < m and 2 * m != d:
+                target[d - m] = np.conj(target[m])
+    return [np.fft.ifft(np.moveaxis(B, 0, -1), axis=-1).real for B in blocks]
+
+
+# ---------------------------------------------------------------------------------------------- resolution changes
+def downsample(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """Keep every ``factor``-th sample along the last axis: ``x[..., ::factor]`` (commutes with a pointwise ReLU)."""
+    if x.shape[-1] % factor:
+        raise ValueError(f"length {x.shape[-1]} is not divisible by factor {factor}")
+    return x[..., ::factor]
+
+
+def upsample(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """Band-limited interpolation along the last axis (zero-padding in Fourier), with ``upsample(x)[..., ::f] == x``.
+
+    For a signal of length ``n`` whose band is ``|m| < n/2`` this is the ideal (Nyquist) interpolation; the
+    Nyquist bin of an even ``n`` is split evenly between ``±n/2`` of the fine grid.
+    """
+    n = x.shape[-1]
+    xh = torch.fft.rfft(x, dim=-1) * factor
+    if n % 2 == 0:
+        xh = torch.cat([xh[..., :-1], xh[..., -1:] / 2], dim=-1)
+    return torch.fft.irfft(xh, n=n * factor, dim=-1)
+
+
+# --------------------------------------------------------------------------------------------------- the network
+class CircularCNN(torch.nn.Module):
+    """A depth-``L`` circular CNN with full-size filters (linear or ReLU, optional biases, optional head).
+
+    Args:
+        widths: ``(C_0, C_1, …, C_L)`` channel counts; ``L = len(widths) − 1`` conv layers.
+        size: spatial length ``d`` (1-D) or ``(d, d)`` (2-D).
+        relu: ReLU after every conv layer but the last (with ``head``: after every conv layer).
+        bias: per-channel, spatially constant biases.
+        downsample: 1-D only; ``(first, last)``: conv layers ``first … last`` (``2 ≤ first ≤ last ≤ L − 1``) run at
+            half resolution ``d/2`` with full-size filters of length ``d/2``: the activation of layer ``first − 1``
+            is subsampled (:func:`downsample`), the input of layer ``last + 1`` is band-limited upsampled
+            (:func:`upsample`). A coarse layer applies ``sqrt(2)·V`` for its parameter ``V``: then ``‖V‖²`` equals
+            ``(1/d) Σ_m ‖Ŵ_m‖_F²`` over its ``d/2`` frequencies, the same Fourier-coordinate cost as a fine layer
+            with the same blocks (the fine filter that acts identically on band-limited signals has half the norm
+            of the coarse one).
+        head: if given, a linear map from the last conv layer to ``head`` outputs (logits), after ``pool``.
+        pool: ``"mean"`` (global average pooling: the head reads frequency 0 only) or ``"flatten"`` (the head reads
+            the whole last activation, ``C_L · d^k`` features).
+        init_scale: filters start as ``init_scale · N(0, 1)/sqrt(d_ℓ)`` (``d_ℓ`` the layer's filter size), biases 0.
+        seed: seed of the initial weights. ``dtype``: float64 by default (precision claims).
+    """
+
+    def __init__(
+        self,
+        widths: Sequence[int],
+        size: int | tuple[int, int],
+        *,
+        relu: bool = False,
+        bias: bool = False,
+        downsample: tuple[int, int] | None = None,
+        head: int | None = None,
+        pool: Literal["mean", "flatten"] = "mean",
+        init_scale: float = 0.3,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        super().__init__()
+        widths = [int(w) for w in widths]
+        if len(widths) < 2 or min(widths) < 1:
+            raise ValueError(f"widths must list at least 2 positive channel counts, got {widths}")
+        spatial = (size,) if isinstance(size, (int, np.integer)) else tuple(int(s) for s in size)
+        if len(spatial) not in (1, 2) or min(spatial) < 2:
+            raise ValueError(f"size must be d >= 2 or (d, d), got {size!r}")
+        if downsample is not None:
+            first, last = downsample
+            if len(spatial) != 1 or spatial[0] % 2 or not 2 <= first <= last <= len(widths) - 2:
+                raise ValueError(f"downsample=(first, last) needs 1-D signals of even length and "
+                                 f"2 <= first <= last <= L - 1, got size={size!r}, downsample={downsample!r}, "
+                                 f"L={len(widths) - 1}")
+        if pool not in ("mean", "flatten"):
+            raise ValueError(f"pool must be 'mean' or 'flatten', got {pool!r}")
+        if init_scale <= 0:
+            raise ValueError(f"init_scale must be > 0, got {init_scale}")
+        self.widths, self.spatial, self.relu, self.downsample = widths, spatial, relu, downsample
+        self.L = len(widths) - 1
+        gen = torch.Generator().manual_seed(int(seed))
+        self.filters = torch.nn.ParameterList()
+        self.biases = torch.nn.ParameterList() if bias else None
+        for ell in range(self.L):
+            sp = self.layer_size(ell + 1)
+            numel = math.prod(sp)
+            w = torch.randn(widths[ell + 1], widths[ell], *sp, generator=gen, dtype=dtype)
+            w = init_scale * w / math.sqrt(numel)
+            self.filters.append(torch.nn.Parameter(w))
+            if self.biases is not None:
+                self.biases.append(torch.nn.Parameter(torch.zeros(widths[ell + 1], dtype=dtype)))
+        self.head, self.pool = None, pool
+        if head is not None:
+            features = widths[-1] * (math.prod(spatial) if pool == "flatten" else 1)
+            lin = torch.nn.Linear(features, int(head), dtype=dtype)
+            with torch.no_grad():
+                lin.weight.copy_(torch.randn(lin.weight.shape, generator=gen, dtype=dtype) / math.sqrt(features))
+                lin.bias.zero_()
+            self.head = lin
+
+    def layer_size(self, ell: int) -> tuple[int, ...]:
+        """Spatial size on which conv layer ``ell`` (1-based) acts."""
+        if self.downsample is not None and self.downsample[0] <= ell <= self.downsample[1]:
+            return (self.spatial[0] // 2,)
+        return self.spatial
+
+    def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``[α_1, …, α_L]``: post-nonlinearity activations of every conv layer (``α_L`` the conv output)."""
+        if x.ndim != len(self.spatial) + 2 or tuple(x.shape[1:]) != (self.widths[0], *self.spatial):
+            raise ValueError(f"input must have shape (N, {self.widths[0]}, {', '.join(map(str, self.spatial))}), "
+                             f"got {tuple(x.shape)}")
+        out, a = [], x
+        coarse = self.downsample if self.downsample is not None else (0, -1)
+        for ell in range(1, self.L + 1):
+            if ell == coarse[1] + 1:
+                a = upsample(a)
+            w = self.filters[ell - 1]
+            z = circular_conv(a, math.sqrt(2.0) * w if coarse[0] <= ell <= coarse[1] else w)
+            if self.biases is not None:
+                z = z + self.biases[ell - 1].view(-1, *([1] * len(self.spatial)))
+            if self.relu and (ell < self.L or self.head is not None):
+                z = torch.relu(z)
+            if ell == coarse[0] - 1:
+                z = downsample(z)
+            out.append(z)
+            a = z
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Output ``(N, C_L, *spatial)``; with a head, logits ``(N, head)``."""
+        a = self.activations(x)[-1]
+        if self.head is not None:
+            pooled = a.mean(dim=_spatial_dims(len(self.spatial))) if self.pool == "mean" else a.flatten(1)
+            return self.head(pooled)
+        return a
+
+    def sq_norm(self) -> torch.Tensor:
+        """``‖θ‖²``: the sum of squares of all parameters (filters, biases, head)."""
+        return sum((p**2).sum() for p in self.parameters())  # type: ignore[return-value]
+
+    def filter_sq_norms(self) -> NDArray[np.floating]:
+        """``‖W_ℓ‖_F²`` per conv layer, ``(L,)``."""
+        return np.array([float((w.detach() ** 2).sum()) for w in self.filters])
+
+
+def transplant_to_half_resolution(model: CircularCNN, downsample: tuple[int, int]) -> CircularCNN:
+    """The same network with conv layers ``downsample[0] … downsample[1]`` moved to half resolution (Nyquist).
+
+    A coarse layer gets the blocks ``Ŵ'_m = Ŵ_m`` for ``|m| < d/4`` and the real part of ``Ŵ_{d/4}`` at the coarse
+    Nyquist frequency, stored as ``V = w'/√2`` (see :class:`CircularCNN`); the other layers and all biases are copied.
+    On activations band-limited to ``|m| < d/4`` the result computes exactly what ``model`` computes (unit test).
+    """
+    if model.downsample is not None or len(model.spatial) != 1 or model.head is not None:
+        raise ValueError("transplant needs a full-resolution 1-D model without head")
+    d = model.spatial[0]
+    out = CircularCNN(model.widths, d, relu=model.relu, bias=model.biases is not None, downsample=downsample,
+                      dtype=model.filters[0].dtype)
+    with torch.no_grad():
+        for ell, (w_new, w_old) in enumerate(zip(out.filters, model.filters), start=1):
+            if downsample[0] <= ell <= downsample[1]:
+                wh = torch.fft.rfft(w_old, dim=-1)[..., : d // 4 + 1].clone()
+                wh[..., -1] = wh[..., -1].real
+                w_new.copy_(torch.fft.irfft(wh, n=d // 2, dim=-1) / math.sqrt(2.0))
+            else:
+                w_new.copy_(w_old)
+        if model.biases is not None and out.biases is not None:
+            for b_new, b_old in zip(out.biases, model.biases):
+                b_new.copy_(b_old)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- losses and data
+def population_mse(model: CircularCNN, target_blocks: NDArray[np.complexfloating] | torch.Tensor) -> torch.Tensor:
+    """Exact population MSE of a *linear* bias-free model for ``x ~ N(0, I)``: ``Σ_m ‖Ĥ_m − Ĥ*_m‖_F² / (C_L·F)``.
+
+    Because ``E‖Ax‖² = ‖A‖_F²`` for ``x ~ N(0, I)`` and the block-circulant ``A`` has ``‖A‖_F² = Σ_m ‖Â_m‖_F²``,
+    this equals ``E_x mean_{c, j} (f_θ(x) − H* x)²`` exactly (unit test ``test_population_mse_is_exact``).
+    Differentiable in the filters (autograd through ``torch.fft``).
+    """
+    if model.relu or model.biases is not None or model.head is not None or model.downsample is not None:
+        raise ValueError("population_mse needs a linear model without biases, head or downsampling")
+    F = math.prod(model.spatial)
+    target = torch.as_tensor(np.asarray(target_blocks), dtype=torch.complex128)
+    if tuple(target.shape) != (F, model.widths[-1], model.widths[0]):
+        raise ValueError(f"target blocks must have shape ({F}, {model.widths[-1]}, {model.widths[0]}), "
+                         f"got {tuple(target.shape)}")
+    dims = _spatial_dims(len(model.spatial))
+    H = None
+    for w in model.filters:
+        wh = torch.fft.fftn(w, dim=dims).reshape(w.shape[0], w.shape[1], F).permute(2, 0, 1)
+        H = wh if H is None else wh @ H
+    assert H is not None
+    diff = H - target.to(H.dtype)
+    return (diff.abs() ** 2).sum() / (model.widths[-1] * F)
+
+
+def band_mask(d: int, K: int) -> NDArray[np.bool_]:
+    """``(d,)`` mask of the band ``|m| ≤ K`` (``m`` and ``d − m`` both marked)."""
+    if d < 2 or K < 0 or 2 * K >= d:
+        raise ValueError(f"need d >= 2 and 0 <= K < d/2, got d={d}, K={K}")
+    m = np.arange(d)
+    return np.minimum(m, d - m) <= K
+
+
+def lowpass_blocks(d: int, K: int) -> NDArray[np.complexfloating]:
+    """Target blocks ``ĥ_m = 1`` for ``|m| ≤ K``, else 0: shape ``(d, 1, 1)`` (CBN rank ``2K + 1``)."""
+    return band_mask(d, K).astype(complex).reshape(d, 1, 1)
+
+
+def lowpass(x: torch.Tensor, K: int) -> torch.Tensor:
+    """Ideal low-pass filter along the last axis: keep ``|m| ≤ K``."""
+    d = x.shape[-1]
+    mask = torch.as_tensor(band_mask(d, K)[: d // 2 + 1], dtype=x.dtype)
+    return torch.fft.irfft(torch.fft.rfft(x, dim=-1) * mask, n=d, dim=-1)
+
+
+def gaussian_signals(
+    n: int, d: int, channels: int = 1, seed: int = 0, dtype: torch.dtype = torch.float64
+) -> torch.Tensor:
+    """``n`` white Gaussian signals ``x ~ N(0, I)``, shape ``(n, channels, d)``, from their own generator."""
+    if n < 1 or d < 2 or channels < 1:
+        raise ValueError(f"need n >= 1, d >= 2, channels >= 1, got n={n}, d={d}, channels={channels}")
+    return torch.randn(n, channels, d, generator=torch.Generator().manual_seed(int(seed)), dtype=dtype)
+
+
+def activation_power_spectrum(a: torch.Tensor | NDArray[np.floating]) -> NDArray[np.floating]:
+    """Centred power spectrum of activations, folded over ``±m`` and normalised to sum 1.
+
+    ``a``: ``(N, C, d)`` (returns ``(d//2 + 1,)``, index ``|m|``) or ``(N, C, d, d)`` (returns ``(d, d)`` unfolded).
+    The mean over samples (a spatially constant offset for a translation-equivariant net) is removed first, so the
+    trivial DC offset of biased ReLU activations is not counted.
+    """
+    arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a, dtype=float)
+    if arr.ndim not in (3, 4):
+        raise ValueError(f"activations must have shape (N, C, *spatial), got {arr.shape}")
+    arr = arr - arr.mean(axis=0, keepdims=True)
+    power = (np.abs(np.fft.fftn(arr, axes=tuple(range(2, arr.ndim)))) ** 2).sum(axis=(0, 1))
+    total = power.sum()
+    if not total > 0:
+        raise ValueError("activations have zero variance over samples")
+    power = power / total
+    if arr.ndim == 4:
+        return power
+    d = arr.shape[-1]
+    folded = power[: d // 2 + 1].copy()
+    folded[1 : (d + 1) // 2] += power[d - 1 : d // 2 : -1]
+    return folded
+
+
+def conjugate_classes_2d(d: int) -> tuple[list[tuple[int, int]], NDArray[np.int_]]:
+    """The 2-D frequencies of a ``d × d`` grid up to conjugation ``m ≡ −m``, ordered by radius ``|m|``.
+
+    Returns the representatives ``(m_1, m_2)`` (signed, in ``(−d/2, d/2]``) and an index array ``(d, d)`` mapping
+    each frequency of ``numpy.fft.fft2`` order to its class (real signals have equal power and singular values
+    on a class).
+    """
+    if d < 2:
+        raise ValueError(f"need d >= 2, got {d}")
+    signed = [(m if m <= d // 2 else m - d) for m in range(d)]
+    classes: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for i in range(d):
+        for j in range(d):
+            key = min((i, j), ((-i) % d, (-j) % d))
+            classes.setdefault(key, []).append((i, j))
+    keys = sorted(classes, key=lambda k: (signed[k[0]] ** 2 + signed[k[1]] ** 2, abs(signed[k[0]]), k))
+    index = np.zeros((d, d), dtype=int)
+    for c, key in enumerate(keys):
+        for i, j in classes[key]:
+            index[i, j] = c
+    return [(signed[k[0]], signed[k[1]]) for k in keys], index
+
+
+def effective_number(p: NDArray[np.floating]) -> float:
+    """Participation number ``(Σ p)² / Σ p²`` of a nonnegative spectrum: how many frequencies carry it."""
+    q = np.asarray(p, dtype=float).ravel()
+    if q.size == 0 or np.any(q < 0) or not q.sum() > 0:
+        raise ValueError("need a nonnegative, nonzero spectrum")
+    return float(q.sum() ** 2 / (q**2).sum())
+
+
+def band_power_fraction(spectrum: NDArray[np.floating], K: int) -> float:
+    """Share of a folded spectrum (index ``|m|``) on ``|m| ≤ K``."""
+    s = np.asarray(spectrum, dtype=float)
+    if s.ndim != 1 or K < 0 or K >= s.size:
+        raise ValueError(f"need a 1-D folded spectrum and 0 <= K < {s.size}, got shape {s.shape}, K={K}")
+    return float(s[: K + 1].sum() / s.sum())
+
+
+# --------------------------------------------------------------------------------------------------- the trainer
+def train_weight_decay(
+    model: torch.nn.Module,
+    loss_fn: Callable[[torch.nn.Module], torch.Tensor],
+    *,
+    weight_decay: float,
+    steps: int,
+    lr: float,
+    lr_final: float | None = None,
+    optimizer: Literal["adam", "gd"] = "adam",
+    record_every: int = 100,
+    progress: bool | None = None,
+    desc: str = "training",
+    record: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+) -> pd.DataFrame:
+    """Full-batch training of ``loss_fn(model) + weight_decay · ‖θ‖²`` (explicit L2 penalty on all parameters).
+
+    The learning rate decays geometrically from ``lr`` to ``lr_final`` (default: constant). A tqdm progress bar is
+    shown when ``progress`` is true (default: only when stderr is a terminal, so executed notebooks stay quiet).
+    Returns a tidy table
+    with columns ``step, loss, sq_norm, objective`` every ``record_every`` steps and at the end, plus the entries
+    of ``record(model)`` when given (e.g. per-frequency amplitudes of the end-to-end map).
+    """
+    if steps < 1 or lr <= 0 or weight_decay < 0 or record_every < 1:
+        raise ValueError(f"need steps >= 1, lr > 0, weight_decay >= 0, record_every >= 1; got steps={steps}, "
+                         f"lr={lr}, weight_decay={weight_decay}, record_every={record_every}")
+    if optimizer not in ("adam", "gd"):
+        raise ValueError(f"optimizer must be 'adam' or 'gd', got {optimizer!r}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
+    gamma = (lr_final / lr) ** (1.0 / steps) if lr_final is not None else 1.0
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
+    rows = []
+    show = sys.stderr.isatty() if progress is None else progress
+    iterator: Iterable[int] = range(steps + 1)
+    if show:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc=desc, mininterval=2.0)
+    for step in iterator:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model)
+        sq = sum((p**2).sum() for p in params)
+        obj = loss + weight_decay * sq
+        if step % record_every == 0 or step == steps:
+            row = {"step": step, "loss": loss.item(), "sq_norm": float(sq.detach()), "objective": obj.item()}
+            if record is not None:
+                with torch.no_grad():
+                    row.update(record(model))
+            rows.append(row)
+        if step == steps:
+            break
+        if not torch.isfinite(obj):
+            raise FloatingPointError(f"objective became {obj.item()} at step {step}; lower the learning rate")
+        obj.backward()
+        opt.step()
+        sched.step()
+    return pd.DataFrame(rows)
