@@ -115,30 +115,38 @@ def audit(card: Card, record: dict) -> list[str]:
     return problems
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
+def _in_reading_order(found: list[Path], book: Path) -> list[Path]:
+    """Chapters in the order of ``_toc.yml`` (chapters it does not list go last, by name)."""
+    toc = book.parent / "_toc.yml"
+    listed = re.findall(r"file:\s*book/([\w-]+)", toc.read_text()) if toc.exists() else []
+    rank = {stem: i for i, stem in enumerate(listed)}
+    return sorted(found, key=lambda c: (rank.get(c.stem, len(rank)), c.stem))
+
+
+def _title(chapter: Path) -> str:
+    return next(line[2:].strip() for line in chapter.read_text().splitlines() if line.startswith("# "))
 
 
 def cards_table(paths: BuildPaths = BuildPaths(), book: Path = BOOK) -> str:
-    """Markdown table of every chapter's card, each audited against its claim record (raises on any problem)."""
-    rows, problems = [], []
-    for chapter in chapters(book):
+    """A MyST list-table of every chapter's card, each audited against its claim record (raises on any problem)."""
+    rows, problems, verdicts = [], [], []
+    for chapter in _in_reading_order(chapters(book), book):
         card = read_card(chapter)
         record = json.loads((paths.claims / f"{chapter.stem}.json").read_text())
         problems += audit(card, record)
         passed = sum(c["passed"] for c in record["claims"])
         papers = ", ".join(card.papers) or "— (the book's own extension)"
-        rows.append(
-            f"| [{chapter.stem}]({chapter.stem}.ipynb) | {_cell(papers)} | {_cell(card.verdict)} | "
-            f"{passed}/{len(record['claims'])} | {_cell(card.check_first)} |"
-        )
+        verdicts.append(card.verdict)
+        cells = [f"[{_title(chapter)}]({chapter.stem}.ipynb)", papers, card.verdict, f"{passed}/{len(record['claims'])}",
+                 card.check_first]
+        rows.append("* - " + "\n  - ".join(cells))
     if problems:
         raise CardError("reproduction cards disagree with the executed chapters:\n" + "\n".join(problems))
-    counts = {s: sum(f"| {s} |" in r for r in rows) for s in STATUSES}
-    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    summary = ", ".join(f"{verdicts.count(s)} {s}" for s in STATUSES if s in verdicts)
     return (
         f"**{len(rows)} chapters**: {summary}.\n\n"
-        "| chapter | seed paper | status | claims passing | check first in the paper |\n|---|---|---|---|---|\n"
+        "```{list-table}\n:header-rows: 1\n:widths: 28 14 9 9 40\n\n"
+        "* - chapter\n  - seed paper\n  - status\n  - claims passing\n  - check first in the paper\n"
         + "\n".join(rows)
-        + "\n"
+        + "\n```\n"
     )

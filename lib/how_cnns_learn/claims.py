@@ -106,6 +106,27 @@ class Claim:
     def __repr__(self) -> str:
         return self.summary()
 
+    def _ipython_display_(self) -> None:
+        """Show the badge once: at the check itself (see :meth:`ClaimSet._add`), not again as the cell's result."""
+        if id(self) in _SHOWN:
+            return
+        from IPython.display import publish_display_data
+
+        publish_display_data({"text/html": self._repr_html_(), "text/plain": self.summary()})
+        _SHOWN.add(id(self))
+
+
+_SHOWN: set[int] = set()  # ids of claims whose badge is already on the page (ClaimSet keeps them alive)
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
 
 def _plain(value: Any) -> Any:
     """numpy scalars/arrays and tuples → plain Python values and lists (comparable, JSON-serialisable)."""
@@ -143,6 +164,8 @@ class ClaimSet:
         if not claim.statement.strip() or not claim.theory.strip():
             raise ValueError(f"claim {claim.id!r} needs a statement and the theory it is compared with")
         self.claims.append(claim)
+        if _in_notebook():  # every badge right after its check, also when a cell makes several
+            claim._ipython_display_()
         if not claim.passed:  # visible in the log at once, even if the chapter stops before finalize()
             print(claim.summary(), file=sys.stderr)
         self._write_record(complete=False)
