@@ -68,3 +68,13 @@ def test_structure_validation():
         data.DatasetStructure(U=st.U, s=st.s, phi=2 * st.phi)
     with pytest.raises(ValueError, match="floating"):
         data.TrainingSet(np.zeros((3, 4, 4), dtype=int), np.zeros((3, 2)))
+
+
+def test_digits_preprocessing_options():
+    centred, standardised, unit = (data.digits(p) for p in ("centred", "standardised", "unit"))
+    np.testing.assert_allclose(centred.inputs.mean(axis=0), 0, atol=1e-12)
+    assert abs(standardised.inputs.mean()) < 1e-12 and abs(standardised.inputs.std() - 1) < 1e-12
+    assert unit.inputs.min() == 0 and unit.inputs.max() == 1
+    np.testing.assert_array_equal(centred.targets, unit.targets)
+    with pytest.raises(ValueError, match="preprocessing"):
+        data.digits("whitened")

@@ -35,7 +35,6 @@ __all__ = [
     "RGB_SAMPLE_IMAGES",
     "rgb_crops",
     "row_signal",
-    "digit_images",
     "star_images",
     "shared_pair_structure",
     "sine_image",
@@ -247,17 +246,30 @@ def noisy_templates(
     return TrainingSet(inputs=inputs, targets=np.eye(p)[labels], reduction="mean")
 
 
-def digits() -> TrainingSet:
+DIGITS_PREPROCESSING = ("centred", "standardised", "unit")
+
+
+def digits(preprocessing: str = "centred") -> TrainingSet:
     """Data set **D5**: scikit-learn's bundled handwritten digits (1,797 images, 8×8, 10 classes; no download).
 
-    Preprocessing: pixels scaled by 1/16 to [0, 1], then centred per pixel (the mean image is removed);
-    one-hot targets; mean loss.
+    Pixels are first scaled by 1/16 to [0, 1]; then ``preprocessing``:
+
+    * ``"centred"`` (the linear chapters): the mean image is removed, pixel by pixel;
+    * ``"standardised"`` (the CNFA CNN): minus the global pixel mean, over the global standard deviation;
+    * ``"unit"`` (ConvRFM): nothing more, so the background is 0 and zero padding adds no artificial border edge.
+
+    One-hot targets (labels are ``targets.argmax(1)``); mean loss.
     """
+    if preprocessing not in DIGITS_PREPROCESSING:
+        raise ValueError(f"preprocessing must be one of {DIGITS_PREPROCESSING}, got {preprocessing!r}")
     from sklearn.datasets import load_digits  # the data ship inside scikit-learn
 
     bunch = load_digits()
     images = bunch.images.astype(float) / 16.0
-    images -= images.mean(axis=0, keepdims=True)
+    if preprocessing == "centred":
+        images -= images.mean(axis=0, keepdims=True)
+    elif preprocessing == "standardised":
+        images = (images - images.mean()) / images.std()
     return TrainingSet(inputs=images, targets=np.eye(10)[bunch.target], reduction="mean")
 
 
@@ -370,21 +382,6 @@ def cue_conflict(
 
 
 # --- image sets for the patch-AGOP chapters (Beaglehole et al. 2023); images (N, C, H, W), integer labels (N,) ---
-def digit_images(standardise: bool = True) -> tuple[NDArray[np.floating], NDArray[np.int64]]:
-    """scikit-learn's digits as ``(1797, 1, 8, 8)`` images and labels ``(1797,)``.
-
-    ``standardise=True``: minus the global pixel mean, over the global std. ``False``: pixels/16 in ``[0, 1]``, so the
-    background is 0 and zero padding adds no artificial edge at the border (what ConvRFM's eigenvectors need).
-    """
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    images = bunch.images.astype(float) / 16.0
-    if standardise:
-        images = (images - images.mean()) / images.std()
-    return images[:, None], bunch.target.astype(np.int64)
-
-
 def star_images(per_class: int, seed: int = 1717) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """The authors' synthetic **star** data (``crfm_src/star_dataset.py`` of ``aradha/agop_feature_learning``).
 
