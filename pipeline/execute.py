@@ -5,7 +5,8 @@ A chapter is a ``book/*.md`` file whose front matter names a ``kernelspec``. Exe
 1. converts it to a notebook (jupytext) and checks the requested parameters against its
    ``parameters``-tagged cell (an unknown name is an error);
 2. runs it with papermill (cwd ``book/``, an execution timeout, ``OMP_NUM_THREADS=1`` unless set,
-   ``HOW_CNNS_LEARN_CLAIMS_DIR`` pointing at the claims folder);
+   ``HOW_CNNS_LEARN_CLAIMS_DIR`` pointing at the claims folder; on POSIX the kernel talks over IPC
+   sockets in a private temporary folder rather than unencrypted TCP);
 3. requires the chapter's claims record to be complete (``finalize`` ran) with no failed claim;
 4. only then moves the executed notebook and the cache key into place. A failure leaves nothing
    half-written in the book: the old key and the claims record are removed, and the notebook executed
@@ -119,6 +120,31 @@ def cache_key(chapter: Path, parameters: Mapping[str, Any], lib: Path = LIB, spe
     return digest.hexdigest()
 
 
+def _kernel_manager_class(socket_dir: Path) -> type:
+    """The kernel manager papermill starts a kernel with: on POSIX, IPC sockets inside ``socket_dir``.
+
+    Over TCP without CurveZMQ keys every kernel warns that its traffic is unencrypted (one warning per
+    chapter in the build log). Unix-domain sockets in the chapter's private temporary folder (mode 0700,
+    removed with it, also after a crash) need no keys. Elsewhere (Windows) the default TCP manager is used.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    if os.name != "posix":
+        return AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _default_ip(self) -> str:  # IPC socket paths are "<ip>-<port>"
+            return str(socket_dir / "kernel")
+
+    return IPCKernelManager
+
+
 def _kernel_environment(claims_dir: Path) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.pop("MPLBACKEND", None)  # with Agg exported, kernels produce no figure output
@@ -208,6 +234,7 @@ def execute_chapter(
                 execution_timeout=timeout,
                 progress_bar=False,
                 log_output=False,
+                kernel_manager_class=_kernel_manager_class(Path(tmp)),
             )
         except Exception as err:  # PapermillExecutionError; timeouts and kernel deaths come as other types
             _keep_failed_notebook(executed_nb, paths)

@@ -1,6 +1,7 @@
 """The execution pipeline: cache keys, parameter checks, and chapters that must fail loudly."""
 
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -75,10 +76,13 @@ def test_cache_key_sees_chapter_lib_parameters_and_spec(tmp_path):
     assert ex.cache_key(chapter, PARAMS, lib, spec) != ex.cache_key(_chapter(tmp_path, "t2", "pass"), PARAMS, lib, spec)
 
 
-def test_a_passing_chapter_runs_once_then_is_cached(tmp_path):
+def test_a_passing_chapter_runs_once_then_is_cached(tmp_path, capfd):
     paths = ex.BuildPaths(tmp_path / "build")
     chapter = _chapter(tmp_path, "toy_ok", CLAIM.format(stem="toy_ok", measured=72.0))
     assert ex.execute_chapter(chapter, PARAMS, paths) is True
+    if os.name == "posix":  # the kernel talks over IPC sockets, so it has no unencrypted-TCP warning to print
+        assert "running over TCP" not in capfd.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["build", "toy_ok.md"], "no socket files left behind"
     assert (paths.notebooks / "toy_ok.ipynb").exists()
     assert json.loads((paths.claims / "toy_ok.json").read_text())["n_failed"] == 0
     assert ex.execute_chapter(chapter, PARAMS, paths) is False  # unchanged key: skipped
