@@ -18,7 +18,7 @@ from typing import Any
 
 import nbformat
 import yaml
-from how_cnns_learn.claims import Claim, format_value
+from how_cnns_learn.claims import EQUATION_REF, Claim, format_value
 
 from .cards import cards_table
 from .execute import BOOK, ROOT, BuildPaths, ChapterFailed, chapters
@@ -36,6 +36,11 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _with_equation_roles(text: str) -> str:
+    """A claim text for MyST: each ``(eq-label)`` becomes ``{eq}`eq-label``` (rendered as the numbered link)."""
+    return EQUATION_REF.sub(lambda m: f"{{eq}}`{m[1]}`", text)
+
+
 def status_table(paths: BuildPaths = BuildPaths(), book: Path = BOOK) -> str:
     """Markdown for the status page: a summary line, then one section per chapter with a table of its claims."""
     sections, total, failed = [], 0, 0
@@ -51,7 +56,7 @@ def status_table(paths: BuildPaths = BuildPaths(), book: Path = BOOK) -> str:
             total += 1
             failed += not c.passed
             rows.append(
-                f"| `{c.id}`: {_cell(c.statement)} | {_cell(c.measured_text())} | "
+                f"| `{c.id}`: {_cell(_with_equation_roles(c.statement))} | {_cell(c.measured_text())} | "
                 f"{_cell(format_value(c.expected))} ({_cell(c.tolerance)}; {_cell(c.provenance)}) | "
                 f"{'✓' if c.passed else '✗ FAIL'} |"
             )

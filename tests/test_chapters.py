@@ -2,12 +2,14 @@
 every rendered page checked in a real browser."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from pipeline import eqrefs
 from pipeline import execute as ex
 from pipeline import site_check
 from pipeline import stage as st
@@ -34,7 +36,9 @@ def built_site(build_paths: ex.BuildPaths) -> Path:
         text=True,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return out / "_build" / "html"
+    html = out / "_build" / "html"
+    eqrefs.number_references(html)  # as `make html` does
+    return html
 
 
 @pytest.mark.slow
@@ -51,6 +55,7 @@ def test_the_book_builds_strictly(built_site: Path):
     for chapter in CHAPTERS:
         page = (built_site / "book" / f"{chapter.stem}.html").read_text()
         assert "claim-badge" in page and "✗ FAIL" not in page
+        assert re.search(r'claim-eqref" href="[^"]*">eq-', page) is None, f"{chapter.stem}: unnumbered equation reference"
         assert (built_site / "notebooks" / f"{chapter.stem}.ipynb").exists()
         assert (built_site / "sources" / f"{chapter.stem}.md").exists()
     status = (built_site / "book" / "reproduction_status.html").read_text()

@@ -15,6 +15,11 @@ Failing at the end (not at the first broken claim) is deliberate: the log and th
 *all* broken claims of a run at once. The executor also fails a chapter that never calls
 ``finalize`` (no record), so a claim cannot be skipped silently.
 
+A claim's ``theory`` text may cite an equation of the book by its MyST label in parentheses, ``"eq. (eq-cost)"``.
+In the badge and the table it becomes a link ``<a class="claim-eqref" href="#equation-eq-cost">``; the build
+(``pipeline.eqrefs``) replaces the label by the equation's number and points the link at the page that defines it.
+The status page, written in MyST, cites it with the ``{eq}`` role instead.
+
 Provenance of the reference value, one of :data:`PROVENANCE`:
 ``paper`` (stated in a seed paper), ``restated`` (stated by a later paper), ``derived`` (derived in
 this book), ``recipe`` (an expected number from the research notes' reproduction recipes).
@@ -34,11 +39,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CLAIMS_DIR_ENV", "PROVENANCE", "Claim", "ClaimFailure", "ClaimSet", "format_value"]
+__all__ = ["CLAIMS_DIR_ENV", "EQREF_CLASS", "EQUATION_REF", "PROVENANCE", "Claim", "ClaimFailure", "ClaimSet", "format_value", "theory_html"]
 
 CLAIMS_DIR_ENV = "HOW_CNNS_LEARN_CLAIMS_DIR"
 PROVENANCE = ("paper", "restated", "derived", "recipe")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+EQUATION_REF = re.compile(r"\((eq-[A-Za-z0-9_-]+)\)")  # "(eq-label)" in a claim text: a MyST equation label
+EQREF_CLASS = "claim-eqref"
+
+
+def theory_html(theory: str) -> str:
+    """The theory text as HTML: escaped, each ``(eq-label)`` turned into a link to ``#equation-eq-label``."""
+    return EQUATION_REF.sub(
+        lambda m: f'(<a class="{EQREF_CLASS}" href="#equation-{m[1]}">{m[1]}</a>)', html.escape(theory)
+    )
 
 
 class ClaimFailure(AssertionError):
@@ -100,7 +114,7 @@ class Claim:
             f'<b style="color:{colour}">{mark} {html.escape(self.id)}</b> — measured '
             f"<code>{html.escape(format_value(self.measured))}</code>{worst}, expected "
             f"<code>{html.escape(format_value(self.expected))}</code> with {html.escape(self.tolerance)}"
-            f" <span style='color:#666'>({html.escape(self.provenance)}: {html.escape(self.theory)})</span></div>"
+            f" <span style='color:#666'>({html.escape(self.provenance)}: {theory_html(self.theory)})</span></div>"
         )
 
     def __repr__(self) -> str:
@@ -273,17 +287,20 @@ class ClaimSet:
         return [c for c in self.claims if not c.passed]
 
     def table(self):  # -> pandas.DataFrame (pandas imported lazily)
-        """The claims as a table: claim, measured, expected, tolerance, reference, pass (statements are in the badges)."""
+        """The claims as a table: claim, measured, expected, tolerance, reference, pass (statements are in the badges).
+
+        Cells are HTML-escaped text; the reference links its equations (:func:`theory_html`).
+        """
         import pandas as pd
 
         return pd.DataFrame(
             [
                 {
                     "claim": c.id,
-                    "measured": c.measured_text(),
-                    "expected": format_value(c.expected),
-                    "tolerance": c.tolerance,
-                    "reference": f"{c.theory} [{c.provenance}]",
+                    "measured": html.escape(c.measured_text()),
+                    "expected": html.escape(format_value(c.expected)),
+                    "tolerance": html.escape(c.tolerance),
+                    "reference": f"{theory_html(c.theory)} [{html.escape(c.provenance)}]",
                     "pass": "✓" if c.passed else "✗ FAIL",
                 }
                 for c in self.claims
