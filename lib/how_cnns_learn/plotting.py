@@ -48,8 +48,18 @@ def set_book_style() -> None:
 
 
 def mode_palette(n_modes: int) -> list[tuple[float, float, float]]:
-    """One colour per mode, the same in every figure."""
-    return sns.color_palette("colorblind", n_modes)
+    """One colour per mode, the same in every figure.
+
+    Up to six modes: seaborn's colour-blind palette (six clearly distinct hues). More modes (e.g. the nine of
+    digits): an ordered viridis ramp, dark for mode 1 to green for the last (its pale yellow end is left out), so
+    neighbouring hues that look alike are still told apart by their order.
+    """
+    if n_modes < 1:
+        raise ValueError(f"need at least one mode, got {n_modes}")
+    if n_modes <= 6:
+        return sns.color_palette("colorblind", n_modes)
+    ramp = plt.get_cmap("viridis")
+    return [tuple(float(c) for c in ramp(x)[:3]) for x in np.linspace(0.0, 0.8, n_modes)]
 
 
 def _as_tbk(name: str, arr: NDArray[np.floating], T: int) -> NDArray[np.floating]:
