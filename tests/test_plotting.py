@@ -27,3 +27,29 @@ def test_many_modes_get_an_ordered_ramp_of_distinct_colours(n_modes):
 def test_no_modes_is_an_error():
     with pytest.raises(ValueError, match="at least one mode"):
         plotting.mode_palette(0)
+
+
+def test_theory_diamonds_are_hollow_and_drawn_under_the_dots():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.DataFrame({"mode": [1, 1, 2, 2], "value": [1.0, 1.1, 2.0, 2.1], "model": ["a", "a", "a", "a"],
+                          "theory": [1.05, 1.05, 2.05, 2.05]})
+    fig = plotting.bars_with_theory(frame, x="mode", y="value", hue="model", theory="theory", ylabel="v")
+    hollow = [np.all(c.get_facecolor()[:, 3] == 0) for c in fig.axes[0].collections]
+    n_diamonds = hollow.index(False)
+    assert n_diamonds > 0 and not any(hollow[n_diamonds:]), "hollow theory markers first, filled dots after (on top)"
+    dots = fig.axes[0].collections[n_diamonds:]
+    assert sum(c.get_offsets().shape[0] for c in dots) == len(frame), "one dot per row"
+    plt.close(fig)
+
+
+def test_markers_put_a_dot_at_every_measured_point():
+    import matplotlib.pyplot as plt
+
+    x = np.array([2.0, 4.0, 6.0])
+    fig = plotting.theory_vs_simulation(x, np.array([[1.0], [2.0], [3.1]]), np.array([[1.0], [2.0], [3.0]]),
+                                        labels=["norm"], ylabel="y", markers=True)
+    simulated, residual = fig.axes[0].lines[0], fig.axes[1].lines[0]
+    assert simulated.get_marker() == "o" and residual.get_marker() == "o"
+    plt.close(fig)

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from numpy.typing import NDArray
@@ -81,6 +82,7 @@ def theory_vs_simulation(
     xlabel: str = "training step",
     residual_label: str = "sim. − theory",
     tolerance: float | None = None,
+    markers: bool = False,
 ) -> Figure:
     """Simulation (solid) against theory (dashed), with a residual panel underneath.
 
@@ -92,6 +94,7 @@ def theory_vs_simulation(
         theory: ``(T, K)`` or ``(T, B, K)`` (a theory curve per network).
         labels: ``K`` legend labels.
         tolerance: if given, the residual panel shows the band ``±tolerance``.
+        markers: draw a dot at every x of the simulation and residual curves (for a few measured points, e.g. depths).
     """
     T = np.asarray(x).shape[0]
     sim = _as_tbk("simulated", simulated, T)
@@ -115,11 +118,11 @@ def theory_vs_simulation(
                 ax.plot(x[:, b, k], th[:, b, k], color=c, ls="--", lw=1.4)
                 axr.plot(x[:, b, k], residual[:, b, k], color=c, alpha=0.8)
             continue
-        ax.plot(x, np.median(sim[:, :, k], axis=1), color=c)
+        ax.plot(x, np.median(sim[:, :, k], axis=1), color=c, marker="o" if markers else None)
         if sim.shape[1] > 1:
             ax.fill_between(x, sim[:, :, k].min(1), sim[:, :, k].max(1), color=c, alpha=0.25, lw=0)
         ax.plot(x, np.median(th[:, :, k], axis=1), color=c, ls="--", lw=1.4)
-        axr.plot(x, np.median(residual[:, :, k], axis=1), color=c)
+        axr.plot(x, np.median(residual[:, :, k], axis=1), color=c, marker="o" if markers else None)
         if residual.shape[1] > 1:
             axr.fill_between(x, residual[:, :, k].min(1), residual[:, :, k].max(1), color=c, alpha=0.25, lw=0)
     if tolerance is not None:
@@ -141,7 +144,7 @@ def theory_vs_simulation(
 def bars_with_theory(
     frame: pd.DataFrame, *, x: str, y: str, hue: str, theory: str | None = None, ylabel: str, xlabel: str | None = None
 ) -> Figure:
-    """Grouped bars of a measured quantity (mean over rows, with every row as a dot) and the theory as a marker.
+    """Grouped bars of a measured quantity (mean over rows, with every row as a dot) and the theory as a hollow diamond.
 
     Args:
         frame: tidy table, one row per measurement (e.g. per network × mode × model).
@@ -154,12 +157,17 @@ def bars_with_theory(
             raise ValueError(f"column {column!r} not in the table (columns: {list(frame.columns)})")
     fig, ax = plt.subplots(figsize=(7.0, 3.8))
     sns.barplot(frame, x=x, y=y, hue=hue, errorbar=None, alpha=0.75, ax=ax)
-    sns.stripplot(frame, x=x, y=y, hue=hue, dodge=True, palette="dark:0.2", size=3, legend=False, ax=ax)
-    if theory is not None:
+    if theory is not None:  # hollow diamonds first, so that the per-network dots stay visible inside them
         ref = frame.groupby([x, hue], sort=False, observed=True)[theory].first().reset_index()
-        sns.stripplot(ref, x=x, y=theory, hue=hue, dodge=True, marker="D", palette="dark:black", size=7, jitter=False,
-                      legend=False, ax=ax)
-        ax.plot([], [], "D", color="black", label="theory")
+        drawn = len(ax.collections)
+        sns.stripplot(ref, x=x, y=theory, hue=hue, dodge=True, marker="D", size=7, jitter=False, legend=False, ax=ax,
+                      palette="dark:black")
+        for diamonds in ax.collections[drawn:]:
+            diamonds.set_facecolor("none")
+            diamonds.set_edgecolor("black")
+            diamonds.set_linewidth(1.2)
+        ax.plot([], [], "D", color="black", markerfacecolor="none", label="theory")
+    sns.stripplot(frame, x=x, y=y, hue=hue, dodge=True, palette="dark:0.2", size=3, legend=False, ax=ax)
     ax.set_ylabel(ylabel)
     ax.set_xlabel(xlabel if xlabel is not None else x)
     ax.legend(fontsize=8)
@@ -172,7 +180,8 @@ def frequency_maps(
     """Side-by-side heat maps of per-frequency quantities ``(n, n)`` on the centred frequency grid.
 
     Each map is divided by its sum (so panels with different units compare as shares); ``outline`` marks a set of
-    frequencies (e.g. the dominant pairs) with a black square on every panel.
+    frequencies (e.g. the dominant pairs) with a small black square, edged in white, inside each marked cell on
+    every panel (full-cell outlines of neighbouring marks would seem to box in the cell between them).
     """
     if not maps:
         raise ValueError("maps must hold at least one (n, n) array")
@@ -190,9 +199,10 @@ def frequency_maps(
         image = ax.imshow(share, cmap="mako_r", vmin=0, origin="lower", extent=(-0.5, n - 0.5, -0.5, n - 0.5))
         if outline is not None:
             for a, b in zip(*np.nonzero(np.fft.fftshift(outline))):
-                ax.add_patch(plt.Rectangle((b - 0.5, a - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.2))
-        ax.set_xticks(range(n), freqs, fontsize=7)
-        ax.set_yticks(range(n), freqs, fontsize=7)
+                ax.add_patch(plt.Rectangle((b - 0.32, a - 0.32), 0.64, 0.64, fill=False, edgecolor="black", linewidth=1.2,
+                                           path_effects=[patheffects.withStroke(linewidth=2.6, foreground="white")]))
+        ax.set_xticks(range(n), freqs, fontsize=9)
+        ax.set_yticks(range(n), freqs, fontsize=9)
         ax.set_xlabel("frequency $j_2$")
         ax.set_ylabel("frequency $j_1$")
         ax.set_title(name, fontsize=9)
