@@ -25,13 +25,9 @@ _DEFINITION = re.compile(r'id="equation-([A-Za-z0-9_-]+)">\s*<span class="eqno">
 _REFERENCE = re.compile(rf'<a class="{EQREF_CLASS}" href="#equation-([A-Za-z0-9_-]+)">\1</a>')
 
 
-def equation_numbers(html_dir: Path) -> dict[str, tuple[Path, str]]:
-    """Every numbered equation of the site: label → (page relative to ``html_dir``, number as shown)."""
-    numbers: dict[str, tuple[Path, str]] = {}
-    for page in sorted(html_dir.rglob("*.html")):
-        for label, number in _DEFINITION.findall(page.read_text(encoding="utf-8")):
-            numbers[label] = (page.relative_to(html_dir), number)
-    return numbers
+def equation_numbers(pages: dict[Path, str]) -> dict[str, tuple[Path, str]]:
+    """Every numbered equation of the site: label → (page, number as shown), from ``{page: html text}``."""
+    return {label: (page, number) for page, text in pages.items() for label, number in _DEFINITION.findall(text)}
 
 
 def number_references(html_dir: Path) -> int:
@@ -39,11 +35,10 @@ def number_references(html_dir: Path) -> int:
 
     Raises :class:`~pipeline.execute.ChapterFailed` listing every reference to an unknown label.
     """
-    numbers = equation_numbers(html_dir)
+    site = {page.relative_to(html_dir): page.read_text(encoding="utf-8") for page in sorted(html_dir.rglob("*.html"))}
+    numbers = equation_numbers(site)
     rewritten, unknown, pages = 0, [], {}
-    for page in sorted(html_dir.rglob("*.html")):
-        text = page.read_text(encoding="utf-8")
-        rel_page = page.relative_to(html_dir)
+    for rel_page, text in site.items():
 
         def link(match: re.Match[str]) -> str:
             nonlocal rewritten
@@ -58,7 +53,7 @@ def number_references(html_dir: Path) -> int:
 
         new = _REFERENCE.sub(link, text)
         if new != text:
-            pages[page] = new
+            pages[html_dir / rel_page] = new
     if unknown:  # nothing is written: the site is either fully numbered or left as Sphinx built it
         raise ChapterFailed("claims cite equations that no page defines (label a displayed equation "
                             "with $$ ... $$ (label)):\n  " + "\n  ".join(unknown))
