@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import yaml
 
-from .execute import ChapterFailed, base_parameters, chapters, execute_book, find_chapter, timing_table
+from .execute import BuildPaths, ChapterFailed, base_parameters, chapters, execute_book, find_chapter, timing_table
 from .stage import stage
 
 
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--timeout", type=int, default=1200, help="per-cell execution timeout in seconds")
     ex.add_argument("--force", action="store_true", help="ignore the cache")
     ex.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="extra chapter parameter")
+    ex.add_argument("--build-root", type=Path, default=None,
+                    help="write notebooks, claim records and keys under this folder instead of _build (e.g. one per seed)")
     sub.add_parser("stage", help="stage executed chapters and the status page into _build/src")
     sub.add_parser("chapters", help="list chapter stems")
     args = parser.parse_args(argv)
@@ -41,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "execute":
             params = {**base_parameters(args.mode, args.seed, args.device), **_extra_parameters(args.param)}
             selected = [find_chapter(n) for n in args.names] if args.names else chapters()
-            rows = execute_book(selected, params, timeout=args.timeout, force=args.force)
+            paths = BuildPaths(args.build_root) if args.build_root else BuildPaths()
+            rows = execute_book(selected, params, paths, timeout=args.timeout, force=args.force)
             print("\n" + timing_table(rows))
         elif args.command == "stage":
             print(stage())

@@ -7,8 +7,9 @@ order, each introduced by its bold label (see ``book/intro.md``):
 ``**Original claim**`` · ``**Our statement.**`` · ``**Status:**`` · ``**Claims:**`` · ``**Reconstructed:**`` ·
 ``**Check first in the paper:**``
 
-The status starts with one of :data:`STATUSES`. The audit requires the card's claim ids to be *exactly* the ids
-the executed chapter recorded: a card cannot cite a claim that does not exist, and no claim goes unlisted. A claim
+The status starts with one of :data:`STATUSES`. The audit requires the card's claim ids to be *exactly* the ids of
+the **result** claims the executed chapter recorded: a card cannot cite a claim that does not exist, and no result
+goes unlisted. Sanity checks and measurements are not results and are not listed on the card. A claim
 listed as ```id` (full mode only)`` may be absent from a quick-mode record, and only from one.
 """
 
@@ -104,12 +105,15 @@ def read_card(chapter: Path) -> Card:
 
 def audit(card: Card, record: dict) -> list[str]:
     """Problems between a card and the chapter's executed claim record (empty when they agree exactly)."""
-    recorded = [c["id"] for c in record["claims"]]
+    recorded = [c["id"] for c in record["claims"] if c.get("kind", "result") == "result"]
     quick = bool(record.get("parameters", {}).get("quick", False))
     problems = [f"{card.chapter}: the card cites `{i}`, which the chapter does not check" for i in card.claims
                 if i not in recorded and not (quick and i in card.full_mode_only)]
-    problems += [f"{card.chapter}: the claim `{i}` is not listed on the card" for i in recorded
+    problems += [f"{card.chapter}: the result claim `{i}` is not listed on the card" for i in recorded
                  if i not in card.claims]
+    others = {c["id"] for c in record["claims"] if c.get("kind", "result") != "result"}
+    problems += [f"{card.chapter}: the card lists `{i}`, which is a sanity check or a measurement, not a result"
+                 for i in card.claims if i in others]
     if not record.get("complete", False):
         problems.append(f"{card.chapter}: the claim record is incomplete (the chapter did not finish)")
     return problems
@@ -134,10 +138,11 @@ def cards_table(paths: BuildPaths = BuildPaths(), book: Path = BOOK) -> str:
         card = read_card(chapter)
         record = json.loads((paths.claims / f"{chapter.stem}.json").read_text())
         problems += audit(card, record)
-        passed = sum(c["passed"] for c in record["claims"])
+        results = [c for c in record["claims"] if c.get("kind", "result") == "result"]
+        passed = sum(c["passed"] for c in results)
         papers = ", ".join(card.papers) or "— (the book's own extension)"
         verdicts.append(card.verdict)
-        cells = [f"[{_title(chapter)}]({chapter.stem}.ipynb)", papers, card.verdict, f"{passed}/{len(record['claims'])}",
+        cells = [f"[{_title(chapter)}]({chapter.stem}.ipynb)", papers, card.verdict, f"{passed}/{len(results)}",
                  card.check_first]
         rows.append("* - " + "\n  - ".join(cells))
     if problems:
@@ -146,7 +151,7 @@ def cards_table(paths: BuildPaths = BuildPaths(), book: Path = BOOK) -> str:
     return (
         f"**{len(rows)} chapters**: {summary}.\n\n"
         "```{list-table}\n:header-rows: 1\n:widths: 28 14 9 9 40\n\n"
-        "* - chapter\n  - seed paper\n  - status\n  - claims passing\n  - check first in the paper\n"
+        "* - chapter\n  - seed paper\n  - status\n  - results passing\n  - check first in the paper\n"
         + "\n".join(rows)
         + "\n```\n"
     )

@@ -1,34 +1,47 @@
-"""Named claims: every result the prose states is a measured value checked against theory.
+"""Named claims: every result the prose states is a measured value checked against theory, *and* against the
+nearest wrong theory, which the check must reject.
 
-A **claim** is ``(id, statement, measured, expected, tolerance, provenance)``. A chapter makes a
-:class:`ClaimSet`, states each claim right after the sentence it backs (the cell shows a one-line
-badge), and ends with :meth:`ClaimSet.finalize`, which
+Three kinds of record, kept apart on the page and in the status table (:data:`KINDS`):
 
-1. shows the chapter's claims table (claim, measured, expected, tolerance, pass),
-2. writes a JSON record to ``$HOW_CNNS_LEARN_CLAIMS_DIR/<chapter>.json`` when that variable is set
-   (the book's executor sets it; the "Reproduction status" page is built from these records). The record
-   is also written after every claim, marked incomplete, so that the claims broken before a crash are
-   still reported; a broken claim is printed to stderr when it is stated,
-3. raises :class:`ClaimFailure` naming every failed claim with its measured value and tolerance.
+``result``
+    theory vs measurement (:meth:`ClaimSet.check_close`, :meth:`~ClaimSet.check_between`,
+    :meth:`~ClaimSet.check_equal`). A result names an :class:`Alternative`: the nearest *plausible* wrong answer
+    (the FCNN rate instead of s·Φ*, the unmerged width, a factor a plausible bug would give, or "no effect" where
+    that is the honest rival), evaluated under the **same tolerance**. The result fails when the measurement misses
+    the theory, and also when the alternative passes as well ("cannot tell its theory from …"). The record keeps the
+    alternative's *margin*: how far outside the tolerance it lies, in units of the tolerance (> 1 means rejected).
+    A result's tolerance also states where it comes from (``tolerance_from``: a derivation, the statistics over
+    seeds, the O(η) Euler term); a bound of one's choosing is not a result.
+``sanity``
+    checks of the construction, of definitions and identities (orthonormal by construction, Parseval, a formula
+    evaluated two ways): :meth:`ClaimSet.sanity_close`, :meth:`~ClaimSet.sanity_between`,
+    :meth:`~ClaimSet.sanity_equal`. They fail the build like results but are shown apart, in grey, and not
+    counted as results.
+``measurement``
+    a value the chapter reports without a pass/fail verdict (:meth:`ClaimSet.measure`): recorded and glued for
+    the prose (``{glue:text}`id```), never typed in by hand.
 
-Failing at the end (not at the first broken claim) is deliberate: the log and the table then show
-*all* broken claims of a run at once. The executor also fails a chapter that never calls
-``finalize`` (no record), so a claim cannot be skipped silently.
+A chapter makes a :class:`ClaimSet`, states each claim right after the sentence it backs (the cell shows a
+one-line badge), and ends with :meth:`ClaimSet.finalize`, which shows the chapter's tables, writes a JSON record to
+``$HOW_CNNS_LEARN_CLAIMS_DIR/<chapter>.json`` when that variable is set (also after every claim, marked incomplete,
+so that claims broken before a crash are still reported) and raises :class:`ClaimFailure` naming every failed
+claim with its measured value and tolerance. Failing at the end shows *all* broken claims of a run at once.
 
 A claim's ``theory`` text may cite an equation of the book by its MyST label in parentheses, ``"eq. (eq-cost)"``.
 In the badge and the table it becomes a link ``<a class="claim-eqref" href="#equation-eq-cost">``; the build
-(``pipeline.eqrefs``) replaces the label by the equation's number and points the link at the page that defines it.
-The status page, written in MyST, cites it with the ``{eq}`` role instead.
+(``pipeline.eqrefs``) replaces the label by the equation's number. The status page cites it with ``{eq}``.
 
 Provenance of the reference value, one of :data:`PROVENANCE`:
 ``paper`` (stated in a seed paper), ``restated`` (stated by a later paper), ``derived`` (derived in
-this book), ``recipe`` (an expected number from the research notes' reproduction recipes).
+this book), ``recipe`` (an expected number from the research notes' reproduction recipes), ``notebook`` (a number
+printed by an author's published notebook, not stated in the paper).
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import re
 import sys
@@ -39,11 +52,26 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CLAIMS_DIR_ENV", "EQREF_CLASS", "EQUATION_REF", "PROVENANCE", "Claim", "ClaimFailure", "ClaimSet", "format_value", "theory_html"]
+__all__ = [
+    "CLAIMS_DIR_ENV",
+    "EQREF_CLASS",
+    "EQUATION_REF",
+    "KINDS",
+    "PROVENANCE",
+    "Alternative",
+    "Claim",
+    "ClaimFailure",
+    "ClaimSet",
+    "format_value",
+    "mean_tolerance",
+    "theory_html",
+]
 
 CLAIMS_DIR_ENV = "HOW_CNNS_LEARN_CLAIMS_DIR"
-PROVENANCE = ("paper", "restated", "derived", "recipe")
+PROVENANCE = ("paper", "restated", "derived", "recipe", "notebook")
+KINDS = ("result", "sanity", "measurement")
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 EQUATION_REF = re.compile(r"\((eq-[A-Za-z0-9_-]+)\)")  # "(eq-label)" in a claim text: a MyST equation label
 EQREF_CLASS = "claim-eqref"
 
@@ -70,9 +98,47 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def mean_tolerance(values: Sequence[float] | np.ndarray, *, z: float = 3.0) -> float:
+    """A derived tolerance for a mean over independent runs: ``z · sd / √n`` (sample sd, ``ddof=1``).
+
+    ``values`` holds one measurement per seed (n ≥ 2). With z = 3 a correct theory fails with probability
+    about 0.3 % under a normal approximation of the mean.
+
+    >>> round(mean_tolerance([1.0, 2.0, 3.0]), 4)
+    1.7321
+    """
+    arr = np.asarray(values, dtype=float).reshape(-1)
+    if arr.size < 2:
+        raise ValueError(f"mean_tolerance needs at least two values (one per seed), got {arr.size}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("mean_tolerance: values must be finite")
+    return float(z * arr.std(ddof=1) / math.sqrt(arr.size))
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """The nearest plausible wrong theory of a result: a label and the value it predicts for the measurement.
+
+    ``value`` has the form of the claim's ``expected`` (a scalar or an array that broadcasts with ``measured``;
+    for :meth:`ClaimSet.check_equal` the discrete result the rival predicts).
+    """
+
+    label: str
+    value: Any
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.label, str) or not self.label.strip():
+            raise ValueError("an alternative needs a label naming the wrong theory it stands for")
+
+
 @dataclass(frozen=True)
 class Claim:
-    """One checked claim. ``measured``/``expected`` are scalars or equal-length lists (all must pass)."""
+    """One checked claim. ``measured``/``expected`` are scalars or equal-length lists (all must pass).
+
+    ``kind`` is one of :data:`KINDS`. A result also carries its alternative (label, value), the alternative's
+    ``margin`` (its distance outside the tolerance, in units of the tolerance; > 1 rejects it; ``None`` for
+    exact checks, where any difference rejects) and ``tolerance_from`` (why the tolerance is what it is).
+    """
 
     id: str
     statement: str
@@ -83,6 +149,12 @@ class Claim:
     theory: str
     provenance: str
     worst: str = ""
+    kind: str = "result"
+    alternative: str = ""
+    alternative_value: Any = None
+    alternative_rejected: bool = False
+    margin: float | None = None
+    tolerance_from: str = ""
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Claim:
@@ -95,26 +167,57 @@ class Claim:
             return f"{len(self.measured)} values; worst {self.worst}"
         return format_value(self.measured)
 
+    def alternative_text(self) -> str:
+        """``'label' (value): margin 3.2×`` — the rejected (or not) rival of a result."""
+        if self.kind != "result":
+            return ""
+        verdict = "rejected" if self.alternative_rejected else "NOT rejected"
+        margin = f", margin {self.margin:.3g}×" if self.margin is not None and math.isfinite(self.margin) else ""
+        return f"‘{self.alternative}’ ({format_value(self.alternative_value)}): {verdict}{margin}"
+
     def summary(self) -> str:
         """One line for logs and error messages."""
         verdict = "PASS" if self.passed else "FAIL"
         worst = f" (worst: {self.worst})" if self.worst else ""
-        return (
+        if self.kind == "measurement":
+            return f"[MEASURED] {self.id}: {format_value(self.measured)}"
+        line = (
             f"[{verdict}] {self.id}: measured {format_value(self.measured)}{worst}; "
             f"expected {format_value(self.expected)} with {self.tolerance} [{self.provenance}: {self.theory}]"
         )
+        if self.kind == "sanity":
+            return "[sanity] " + line
+        line += f"; alternative {self.alternative_text()}"
+        if not self.alternative_rejected:
+            line += f" — claim {self.id} cannot tell its theory from ‘{self.alternative}’"
+        return line
 
     def _repr_html_(self) -> str:
         colour = "#1a7f37" if self.passed else "#cf222e"
         mark = "✓" if self.passed else "✗"
         worst = f" (worst: {html.escape(self.worst)})" if self.worst else ""
-        return (
-            f'<div class="claim-badge" id="claim-{self.id}" style="border-left:4px solid {colour};'
-            f'padding:2px 8px;margin:4px 0;font-size:0.9em">'
-            f'<b style="color:{colour}">{mark} {html.escape(self.id)}</b> — measured '
+        if self.kind == "measurement":
+            return ""
+        sanity = self.kind == "sanity"
+        label = "sanity check " if sanity else ""
+        border = "#8c959f" if sanity and self.passed else colour
+        body = (
+            f'<b style="color:{colour}">{mark} {label}{html.escape(self.id)}</b> — measured '
             f"<code>{html.escape(format_value(self.measured))}</code>{worst}, expected "
             f"<code>{html.escape(format_value(self.expected))}</code> with {html.escape(self.tolerance)}"
-            f" <span style='color:#666'>({html.escape(self.provenance)}: {theory_html(self.theory)})</span></div>"
+            f" <span class='claim-theory'>({html.escape(self.provenance)}: {theory_html(self.theory)})</span>"
+        )
+        if not sanity:
+            body += (
+                f"<br><span class='claim-alternative'>rival: {html.escape(self.alternative_text())}"
+                + (f"; tolerance from {html.escape(self.tolerance_from)}" if self.tolerance_from else "")
+                + "</span>"
+            )
+        css = "claim-badge claim-sanity" if sanity else "claim-badge claim-result"
+        size = "0.8em" if sanity else "0.9em"
+        return (
+            f'<div class="{css}" id="claim-{self.id}" style="border-left:4px solid {border};'
+            f'padding:2px 8px;margin:4px 0;font-size:{size}">{body}</div>'
         )
 
     def __repr__(self) -> str:
@@ -122,7 +225,7 @@ class Claim:
 
     def _ipython_display_(self) -> None:
         """Show the badge once: at the check itself (see :meth:`ClaimSet._add`), not again as the cell's result."""
-        if id(self) in _SHOWN:
+        if id(self) in _SHOWN or self.kind == "measurement":
             return
         from IPython.display import publish_display_data
 
@@ -160,6 +263,84 @@ def _as_list(value: Any, name: str) -> list[float]:
     return [float(v) for v in arr]
 
 
+def _numeric_out(arr: np.ndarray, name: str) -> Any:
+    return float(arr) if arr.ndim == 0 else _as_list(arr, name)
+
+
+def _alternative(claim_id: str, alternative: Alternative | tuple[str, Any] | None) -> Alternative:
+    if alternative is None:
+        raise ValueError(
+            f"result claim {claim_id!r} needs an alternative: the nearest plausible wrong theory, as "
+            "Alternative(label, value) or (label, value); a check of the construction is a sanity check "
+            "(sanity_close / sanity_between / sanity_equal)"
+        )
+    if isinstance(alternative, Alternative):
+        return alternative
+    if isinstance(alternative, tuple) and len(alternative) == 2:
+        return Alternative(*alternative)
+    raise ValueError(f"claim {claim_id!r}: alternative must be Alternative(label, value) or a (label, value) pair")
+
+
+def _tolerance_from(claim_id: str, text: str | None) -> str:
+    if text is None or not str(text).strip():
+        raise ValueError(
+            f"result claim {claim_id!r} needs tolerance_from: where its tolerance comes from (a derivation, the "
+            "statistics over seeds, the O(η) Euler term); report the value with measure() if it has none"
+        )
+    return str(text)
+
+
+def _close(measured: Any, expected: Any, rtol: float | None, atol: float | None, claim_id: str):
+    """Elementwise ``|m − e| ≤ atol + rtol·|e|``: (m, e broadcast, error, bound, passed)."""
+    m = np.asarray(measured, dtype=float)
+    e = np.asarray(expected, dtype=float)
+    try:
+        m_b, e_b = np.broadcast_arrays(m, e)
+    except ValueError as err:
+        raise ValueError(f"claim {claim_id!r}: measured {m.shape} and expected {e.shape} do not broadcast") from err
+    bound = (atol or 0.0) + (rtol or 0.0) * np.abs(e_b)
+    error = np.abs(m_b - e_b)
+    passed = bool(np.all(np.isfinite(m_b)) and np.all(np.isfinite(e_b)) and np.all(error <= bound))
+    return m, e, m_b, e_b, error, bound, passed
+
+
+def _between(values: np.ndarray, lower: float | None, upper: float | None) -> np.ndarray:
+    ok = np.isfinite(values)
+    if lower is not None:
+        ok &= values >= lower
+    if upper is not None:
+        ok &= values <= upper
+    return ok
+
+
+def _between_margin(values: np.ndarray, lower: float | None, upper: float | None) -> float:
+    """Largest distance of ``values`` outside ``[lower, upper]``, in units of the interval's scale, plus one.
+
+    The scale is the half-width for a two-sided interval and ``|bound|`` (or 1 where the bound is 0) for a
+    one-sided one; a value on the boundary has margin 1, inside < 1 (``1 − depth/scale``, floored at 0).
+    """
+    if lower is not None and upper is not None:
+        scale = (upper - lower) / 2 or 1.0
+    else:
+        bound = lower if lower is not None else upper
+        scale = abs(bound) or 1.0  # type: ignore[arg-type]
+    outside = np.zeros_like(values)
+    if lower is not None:
+        outside = np.maximum(outside, lower - values)
+    if upper is not None:
+        outside = np.maximum(outside, values - upper)
+    if np.any(~np.isfinite(values)):
+        return math.inf
+    if np.any(outside > 0):
+        return float(1.0 + outside.max() / scale)
+    depth = np.full_like(values, np.inf)
+    if lower is not None:
+        depth = np.minimum(depth, values - lower)
+    if upper is not None:
+        depth = np.minimum(depth, upper - values)
+    return float(max(0.0, 1.0 - depth.min() / scale))
+
+
 @dataclass
 class ClaimSet:
     """The claims of one chapter. ``chapter`` is the chapter's file stem (it names the record)."""
@@ -168,6 +349,7 @@ class ClaimSet:
     parameters: dict[str, Any] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
 
+    # ---------------------------------------------------------------- bookkeeping
     def _add(self, claim: Claim) -> Claim:
         if not _ID.match(claim.id):
             raise ValueError(f"claim id {claim.id!r} must be lowercase letters, digits and '-'")
@@ -175,8 +357,11 @@ class ClaimSet:
             raise ValueError(f"claim id {claim.id!r} is used twice in chapter {self.chapter!r}")
         if claim.provenance not in PROVENANCE:
             raise ValueError(f"provenance {claim.provenance!r} of claim {claim.id!r} is not one of {PROVENANCE}")
-        if not claim.statement.strip() or not claim.theory.strip():
+        if not claim.statement.strip() or (claim.kind != "measurement" and not claim.theory.strip()):
             raise ValueError(f"claim {claim.id!r} needs a statement and the theory it is compared with")
+        for name in ("statement", "theory", "alternative", "tolerance_from"):
+            if _CONTROL.search(getattr(claim, name)):
+                raise ValueError(f"claim {claim.id!r}: its {name} holds a control character (a stray escape?)")
         self.claims.append(claim)
         if _in_notebook():  # every badge right after its check, also when a cell makes several
             claim._ipython_display_()
@@ -195,6 +380,76 @@ class ClaimSet:
         tmp.write_text(json.dumps({**self.record(), "complete": complete}, indent=2, default=str))
         tmp.replace(path / f"{self.chapter}.json")
 
+    # ---------------------------------------------------------------- shared check bodies
+    def _close_claim(self, claim_id, statement, measured, expected, rtol, atol, theory, provenance, kind,
+                     alternative, tolerance_from) -> Claim:
+        if rtol is None and atol is None:
+            raise ValueError(f"claim {claim_id!r}: give rtol and/or atol")
+        if (rtol is not None and rtol < 0) or (atol is not None and atol < 0):
+            raise ValueError(f"claim {claim_id!r}: tolerances must be >= 0")
+        m, e, m_b, e_b, err, bound, passed = _close(measured, expected, rtol, atol, claim_id)
+        parts = ([f"rtol {rtol:g}"] if rtol is not None else []) + ([f"atol {atol:g}"] if atol is not None else [])
+        i = int(np.nanargmax(np.where(np.isfinite(err), err - bound, np.inf))) if err.size else 0
+        worst = ""
+        if m_b.size > 1:
+            if rtol is not None and e_b.flat[i] != 0:
+                worst = f"{m_b.flat[i]:.4g} vs {e_b.flat[i]:.4g}, rel. err {err.flat[i] / abs(e_b.flat[i]):.2g}"
+            else:
+                worst = f"{m_b.flat[i]:.4g} vs {e_b.flat[i]:.4g}, abs. err {err.flat[i]:.2g}"
+        extra: dict[str, Any] = {"kind": kind}
+        if kind == "result":
+            alt = _alternative(claim_id, alternative)
+            _, a, _, a_b, alt_err, alt_bound, alt_passes = _close(measured, alt.value, rtol, atol, claim_id)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(alt_bound > 0, alt_err / alt_bound, np.where(alt_err > 0, np.inf, 0.0))
+            margin = float(np.where(np.isfinite(ratio), ratio, np.inf).max()) if ratio.size else 0.0
+            extra.update(alternative=alt.label, alternative_value=_numeric_out(a, "alternative"),
+                         alternative_rejected=not alt_passes, margin=margin,
+                         tolerance_from=_tolerance_from(claim_id, tolerance_from))
+            passed = passed and not alt_passes
+        return self._add(Claim(claim_id, statement, _numeric_out(m, "measured"), _numeric_out(e, "expected"),
+                               " + ".join(parts), passed, theory, provenance, worst, **extra))
+
+    def _between_claim(self, claim_id, statement, measured, lower, upper, theory, provenance, kind, alternative,
+                       tolerance_from) -> Claim:
+        if lower is None and upper is None:
+            raise ValueError(f"claim {claim_id!r}: give lower and/or upper")
+        if lower is not None and upper is not None and lower > upper:
+            raise ValueError(f"claim {claim_id!r}: lower {lower} > upper {upper}")
+        m = np.asarray(measured, dtype=float)
+        passed = bool(_between(m, lower, upper).all())
+        if lower is None:
+            expected = f"≤ {upper:g}"
+        elif upper is None:
+            expected = f"≥ {lower:g}"
+        else:
+            expected = f"in [{lower:g}, {upper:g}]"
+        worst = f"min {np.nanmin(m):.4g}, max {np.nanmax(m):.4g}" if m.size > 1 else ""
+        extra: dict[str, Any] = {"kind": kind}
+        if kind == "result":
+            alt = _alternative(claim_id, alternative)
+            a = np.asarray(alt.value, dtype=float)
+            alt_passes = bool(_between(a, lower, upper).all())
+            extra.update(alternative=alt.label, alternative_value=_numeric_out(a, "alternative"),
+                         alternative_rejected=not alt_passes, margin=_between_margin(a.reshape(-1), lower, upper),
+                         tolerance_from=_tolerance_from(claim_id, tolerance_from))
+            passed = passed and not alt_passes
+        return self._add(Claim(claim_id, statement, _numeric_out(m, "measured"), expected, "bound", passed, theory,
+                               provenance, worst, **extra))
+
+    def _equal_claim(self, claim_id, statement, measured, expected, theory, provenance, kind, alternative) -> Claim:
+        m, e = _plain(measured), _plain(expected)
+        passed = bool(m == e)
+        extra: dict[str, Any] = {"kind": kind}
+        if kind == "result":
+            alt = _alternative(claim_id, alternative)
+            a = _plain(alt.value)
+            extra.update(alternative=alt.label, alternative_value=a, alternative_rejected=bool(a != m),
+                         margin=None, tolerance_from="exact: a discrete result")
+            passed = passed and a != m
+        return self._add(Claim(claim_id, statement, m, e, "exact", passed, theory, provenance, **extra))
+
+    # ---------------------------------------------------------------- results
     def check_close(
         self,
         claim_id: str,
@@ -205,38 +460,18 @@ class ClaimSet:
         rtol: float | None = None,
         atol: float | None = None,
         theory: str,
+        alternative: Alternative | tuple[str, Any] | None = None,
+        tolerance_from: str | None = None,
         provenance: str = "derived",
     ) -> Claim:
-        """Pass when ``|measured − expected| ≤ atol + rtol·|expected|`` for every element.
+        """A result: pass when ``|measured − expected| ≤ atol + rtol·|expected|`` for every element **and** the
+        alternative fails the same test (``|measured − alt| > atol + rtol·|alt|`` for some element).
 
-        ``measured`` and ``expected`` broadcast (e.g. many seeds against one theory value).
+        ``measured``, ``expected`` and the alternative's value broadcast (e.g. many seeds against one theory
+        value). The margin is ``max |measured − alt| / (atol + rtol·|alt|)``.
         """
-        if rtol is None and atol is None:
-            raise ValueError(f"claim {claim_id!r}: give rtol and/or atol")
-        if (rtol is not None and rtol < 0) or (atol is not None and atol < 0):
-            raise ValueError(f"claim {claim_id!r}: tolerances must be >= 0")
-        m = np.asarray(measured, dtype=float)
-        e = np.asarray(expected, dtype=float)
-        try:
-            m_b, e_b = np.broadcast_arrays(m, e)
-        except ValueError as err:
-            raise ValueError(f"claim {claim_id!r}: measured {m.shape} and expected {e.shape} do not broadcast") from err
-        bound = (atol or 0.0) + (rtol or 0.0) * np.abs(e_b)
-        err = np.abs(m_b - e_b)
-        passed = bool(np.all(np.isfinite(m_b)) and np.all(err <= bound))
-        parts = ([f"rtol {rtol:g}"] if rtol is not None else []) + ([f"atol {atol:g}"] if atol is not None else [])
-        i = int(np.nanargmax(np.where(np.isfinite(err), err - bound, np.inf))) if err.size else 0
-        worst = ""
-        if m_b.size > 1:
-            if rtol is not None and e_b.flat[i] != 0:
-                worst = f"{m_b.flat[i]:.4g} vs {e_b.flat[i]:.4g}, rel. err {err.flat[i] / abs(e_b.flat[i]):.2g}"
-            else:
-                worst = f"{m_b.flat[i]:.4g} vs {e_b.flat[i]:.4g}, abs. err {err.flat[i]:.2g}"
-        measured_out: Any = float(m) if m.ndim == 0 else _as_list(m, "measured")
-        expected_out: Any = float(e) if e.ndim == 0 else _as_list(e, "expected")
-        return self._add(
-            Claim(claim_id, statement, measured_out, expected_out, " + ".join(parts), passed, theory, provenance, worst)
-        )
+        return self._close_claim(claim_id, statement, measured, expected, rtol, atol, theory, provenance, "result",
+                                 alternative, tolerance_from)
 
     def check_between(
         self,
@@ -247,65 +482,98 @@ class ClaimSet:
         lower: float | None = None,
         upper: float | None = None,
         theory: str,
+        alternative: Alternative | tuple[str, Any] | None = None,
+        tolerance_from: str | None = None,
         provenance: str = "derived",
     ) -> Claim:
-        """Pass when every element lies in ``[lower, upper]`` (either bound may be open)."""
-        if lower is None and upper is None:
-            raise ValueError(f"claim {claim_id!r}: give lower and/or upper")
-        if lower is not None and upper is not None and lower > upper:
-            raise ValueError(f"claim {claim_id!r}: lower {lower} > upper {upper}")
-        m = np.asarray(measured, dtype=float)
-        ok = np.isfinite(m)
-        if lower is not None:
-            ok &= m >= lower
-        if upper is not None:
-            ok &= m <= upper
-        if lower is None:
-            expected = f"≤ {upper:g}"
-        elif upper is None:
-            expected = f"≥ {lower:g}"
-        else:
-            expected = f"in [{lower:g}, {upper:g}]"
-        worst = ""
-        if m.size > 1:
-            worst = f"min {np.nanmin(m):.4g}, max {np.nanmax(m):.4g}"
-        measured_out: Any = float(m) if m.ndim == 0 else _as_list(m, "measured")
-        return self._add(
-            Claim(claim_id, statement, measured_out, expected, "bound", bool(ok.all()), theory, provenance, worst)
-        )
+        """A result: pass when every element lies in ``[lower, upper]`` and the alternative's value does not
+        (some element of it lies outside). Prefer two-sided intervals derived from the theory."""
+        return self._between_claim(claim_id, statement, measured, lower, upper, theory, provenance, "result",
+                                   alternative, tolerance_from)
 
     def check_equal(
-        self, claim_id: str, statement: str, measured: Any, expected: Any, *, theory: str, provenance: str = "derived"
+        self,
+        claim_id: str,
+        statement: str,
+        measured: Any,
+        expected: Any,
+        *,
+        theory: str,
+        alternative: Alternative | tuple[str, Any] | None = None,
+        provenance: str = "derived",
     ) -> Claim:
-        """Pass when a discrete result (an order, a count, a label) equals the expected one exactly."""
-        m, e = _plain(measured), _plain(expected)
-        return self._add(Claim(claim_id, statement, m, e, "exact", bool(m == e), theory, provenance))
+        """A discrete result (an order, a count, a label): pass when it equals the expected one exactly and
+        differs from the alternative's prediction."""
+        return self._equal_claim(claim_id, statement, measured, expected, theory, provenance, "result", alternative)
 
+    # ---------------------------------------------------------------- sanity checks
+    def sanity_close(self, claim_id: str, statement: str, measured: Any, expected: Any, *, rtol: float | None = None,
+                     atol: float | None = None, theory: str, provenance: str = "derived") -> Claim:
+        """A check of the construction or of an identity (shown apart; no alternative): ``|m − e| ≤ atol + rtol·|e|``."""
+        return self._close_claim(claim_id, statement, measured, expected, rtol, atol, theory, provenance, "sanity",
+                                 None, None)
+
+    def sanity_between(self, claim_id: str, statement: str, measured: Any, *, lower: float | None = None,
+                       upper: float | None = None, theory: str, provenance: str = "derived") -> Claim:
+        """A check of the construction or of an identity: every element in ``[lower, upper]``."""
+        return self._between_claim(claim_id, statement, measured, lower, upper, theory, provenance, "sanity", None,
+                                   None)
+
+    def sanity_equal(self, claim_id: str, statement: str, measured: Any, expected: Any, *, theory: str,
+                     provenance: str = "derived") -> Claim:
+        """A check of the construction or of an identity: exact equality."""
+        return self._equal_claim(claim_id, statement, measured, expected, theory, provenance, "sanity", None)
+
+    # ---------------------------------------------------------------- measurements
+    def measure(self, name: str, statement: str, value: Any, *, glue: bool = True) -> Any:
+        """Record a value the chapter reports without a verdict, and glue it as ``name`` for the prose
+        (``{glue:text}`name:.3f```). Returns ``value``. ``name`` follows the claim-id rules."""
+        plain = _plain(value)
+        self._add(Claim(name, statement, plain, "", "", True, "", "derived", kind="measurement"))
+        if glue:
+            try:
+                from myst_nb import glue as myst_glue
+            except ImportError:  # outside the book's environment: the value is still recorded
+                return value
+            myst_glue(name, value, display=False)
+        return value
+
+    # ---------------------------------------------------------------- views
     @property
     def failed(self) -> list[Claim]:
         """Claims that did not pass."""
         return [c for c in self.claims if not c.passed]
 
-    def table(self):  # -> pandas.DataFrame (pandas imported lazily)
-        """The claims as a table: claim, measured, expected, tolerance, reference, pass (statements are in the badges).
+    def of_kind(self, kind: str) -> list[Claim]:
+        """The claims of one of :data:`KINDS`."""
+        if kind not in KINDS:
+            raise ValueError(f"kind {kind!r} is not one of {KINDS}")
+        return [c for c in self.claims if c.kind == kind]
 
-        Cells are HTML-escaped text; the reference links its equations (:func:`theory_html`).
-        """
+    def table(self, kind: str = "result"):  # -> pandas.DataFrame (pandas imported lazily)
+        """The claims of one kind as a table (statements are in the badges). Cells are HTML-escaped text; the
+        reference links its equations (:func:`theory_html`). Results add the rival and the tolerance's source."""
         import pandas as pd
 
-        return pd.DataFrame(
-            [
-                {
-                    "claim": c.id,
-                    "measured": html.escape(c.measured_text()),
-                    "expected": html.escape(format_value(c.expected)),
-                    "tolerance": html.escape(c.tolerance),
-                    "reference": f"{theory_html(c.theory)} [{html.escape(c.provenance)}]",
-                    "pass": "✓" if c.passed else "✗ FAIL",
-                }
-                for c in self.claims
-            ]
-        )
+        rows = []
+        for c in self.of_kind(kind):
+            if kind == "measurement":
+                rows.append({"measurement": c.id, "value": html.escape(c.measured_text()),
+                             "what": html.escape(c.statement)})
+                continue
+            row = {
+                "claim": c.id,
+                "measured": html.escape(c.measured_text()),
+                "expected": html.escape(format_value(c.expected)),
+                "tolerance": html.escape(c.tolerance),
+                "reference": f"{theory_html(c.theory)} [{html.escape(c.provenance)}]",
+            }
+            if kind == "result":
+                row["rival (value): verdict, margin"] = html.escape(c.alternative_text())
+                row["tolerance from"] = html.escape(c.tolerance_from)
+            row["pass"] = "✓" if c.passed else "✗ FAIL"
+            rows.append(row)
+        return pd.DataFrame(rows)
 
     def record(self) -> dict[str, Any]:
         """The machine-readable record of this chapter's claims."""
@@ -314,17 +582,23 @@ class ClaimSet:
             "parameters": self.parameters,
             "n_claims": len(self.claims),
             "n_failed": len(self.failed),
+            "n_results": len(self.of_kind("result")),
+            "n_sanity": len(self.of_kind("sanity")),
+            "n_measurements": len(self.of_kind("measurement")),
             "claims": [asdict(c) for c in self.claims],
         }
 
     def finalize(self) -> None:
-        """Show the table, write the record (if the executor asked for one), raise if any claim failed."""
-        if not self.claims:
-            raise ClaimFailure(f"chapter {self.chapter!r} states no claims; every chapter must check its results")
+        """Show the tables, write the record (if the executor asked for one), raise if any claim failed."""
+        if not self.of_kind("result"):
+            raise ClaimFailure(f"chapter {self.chapter!r} states no result claims; every chapter must check its results")
         try:
-            from IPython.display import display
+            from IPython.display import HTML, display
 
-            display(self.table().style.hide(axis="index"))
+            for kind, title in (("result", "Results"), ("sanity", "Sanity checks"), ("measurement", "Measurements")):
+                if self.of_kind(kind):
+                    display(HTML(f"<p class='claims-table-title'><b>{title}</b></p>"))
+                    display(self.table(kind).style.hide(axis="index"))
         except ImportError:  # pragma: no cover - IPython is a dependency
             print(self.table().to_string(index=False))
         self._write_record(complete=True)
