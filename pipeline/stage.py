@@ -18,7 +18,7 @@ from typing import Any
 
 import nbformat
 import yaml
-from how_cnns_learn.claims import EQUATION_REF, Claim, format_value
+from how_cnns_learn.claims import EQUATION_REF, KINDS, Claim, format_value
 
 from .cards import cards_table
 from .execute import BOOK, ROOT, BuildPaths, ChapterFailed, chapters
@@ -41,32 +41,70 @@ def _with_equation_roles(text: str) -> str:
     return EQUATION_REF.sub(lambda m: f"{{eq}}`{m[1]}`", text)
 
 
+def _claim_rows(claims: list[Claim], kind: str) -> str:
+    """Markdown table rows of one kind of claim (results add the rival, its verdict and margin, and the tolerance's
+    source; measurements have no verdict)."""
+    if kind == "measurement":
+        head = "| measurement | value |\n|---|---|\n"
+        return head + "\n".join(f"| `{c.id}`: {_cell(c.statement)} | {_cell(c.measured_text())} |" for c in claims)
+    rows = []
+    for c in claims:
+        cells = [f"`{c.id}`: {_cell(_with_equation_roles(c.statement))}", _cell(c.measured_text()),
+                 f"{_cell(format_value(c.expected))} ({_cell(c.tolerance)}; {_cell(c.provenance)}: "
+                 f"{_cell(_with_equation_roles(c.theory))})"]
+        if kind == "result":
+            cells += [_cell(c.alternative_text()), _cell(c.tolerance_from)]
+        cells.append("✓" if c.passed else "✗ FAIL")
+        rows.append("| " + " | ".join(cells) + " |")
+    if kind == "result":
+        head = ("| result | measured | expected (tolerance; reference) | rival (its value): verdict, margin | "
+                "tolerance from | pass |\n|---|---|---|---|---|---|\n")
+    else:
+        head = "| sanity check | measured | expected (tolerance; reference) | pass |\n|---|---|---|---|\n"
+    return head + "\n".join(rows)
+
+
 def status_table(paths: BuildPaths = BuildPaths(), book: Path = BOOK) -> str:
-    """Markdown for the status page: a summary line, then one section per chapter with a table of its claims."""
-    sections, total, failed = [], 0, 0
+    """Markdown for the status page: a summary, then per chapter its results (with their rivals and margins), its
+    sanity checks and its measurements. Raises if a result claim lacks a rival or did not reject it."""
+    sections, problems = [], []
+    counts = {kind: 0 for kind in KINDS}
+    failed = rejected = 0
     for chapter in chapters(book):
         record_path = paths.claims / f"{chapter.stem}.json"
         if not record_path.exists():
             raise ChapterFailed(f"no claims record for chapter {chapter.stem}; execute it before staging")
         record = json.loads(record_path.read_text())
         params = ", ".join(f"`{k}={v}`" for k, v in record["parameters"].items())
-        rows = []
+        by_kind: dict[str, list[Claim]] = {kind: [] for kind in KINDS}
         for entry in record["claims"]:
             c = Claim.from_record(entry)
-            total += 1
+            by_kind[c.kind].append(c)
+            counts[c.kind] += 1
             failed += not c.passed
-            rows.append(
-                f"| `{c.id}`: {_cell(_with_equation_roles(c.statement))} | {_cell(c.measured_text())} | "
-                f"{_cell(format_value(c.expected))} ({_cell(c.tolerance)}; {_cell(c.provenance)}) | "
-                f"{'✓' if c.passed else '✗ FAIL'} |"
-            )
-        sections.append(
-            f"### {chapter.stem}\n\n[Open the chapter]({chapter.stem}.ipynb) · run with {params}\n\n"
-            "| claim | measured | expected (tolerance; reference) | pass |\n|---|---|---|---|\n"
-            + "\n".join(rows)
-            + "\n"
-        )
-    return f"**{total - failed} of {total} claims pass** across {len(sections)} chapters.\n\n" + "\n".join(sections)
+            if c.kind == "result":
+                if not c.alternative:
+                    problems.append(f"{chapter.stem}: result `{c.id}` states no rival")
+                elif not c.alternative_rejected:
+                    problems.append(f"{chapter.stem}: result `{c.id}` does not reject its rival ‘{c.alternative}’")
+                rejected += bool(c.alternative and c.alternative_rejected)
+        parts = [f"### {chapter.stem}\n\n[Open the chapter]({chapter.stem}.ipynb) · run with {params} · "
+                 f"{len(by_kind['result'])} results, {len(by_kind['sanity'])} sanity checks, "
+                 f"{len(by_kind['measurement'])} measurements\n"]
+        for kind, title in (("result", "Results"), ("sanity", "Sanity checks"), ("measurement", "Measurements")):
+            if by_kind[kind]:
+                parts.append(f"**{title}**\n\n" + _claim_rows(by_kind[kind], kind) + "\n")
+        sections.append("\n".join(parts))
+    if problems:
+        raise ChapterFailed("result claims without a rejected rival:\n" + "\n".join(problems))
+    share = 100.0 * rejected / counts["result"] if counts["result"] else 0.0
+    summary = (
+        f"**{counts['result'] + counts['sanity'] - failed} of {counts['result'] + counts['sanity']} claims pass** "
+        f"across {len(sections)} chapters: {counts['result']} results, {counts['sanity']} sanity checks, and "
+        f"{counts['measurement']} measurements reported without a verdict. **{share:.0f} % of the results** "
+        f"({rejected} of {counts['result']}) state the nearest wrong theory and reject it under their own tolerance.\n\n"
+    )
+    return summary + "\n".join(sections)
 
 
 def _staged_config(source: Path) -> str:

@@ -13,7 +13,8 @@ EQUATION = '<div class="math notranslate nohighlight" id="equation-{label}">\n<s
 
 def _claim_html(theory: str) -> str:
     claims = claims_api.ClaimSet("toy")
-    return claims.check_close("toy", "A toy.", measured=1.0, expected=1.0, rtol=0.1, theory=theory)._repr_html_()
+    return claims.check_close("toy", "A toy.", measured=1.0, expected=1.0, rtol=0.1, theory=theory,
+                              alternative=("rival", 2.0), tolerance_from="stated for the test")._repr_html_()
 
 
 def test_theory_text_links_its_equation_labels_and_escapes_the_rest():
