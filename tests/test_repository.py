@@ -90,3 +90,32 @@ def test_the_ci_workflow_only_calls_make_targets_that_exist():
     assert called and set(called) <= targets, f"workflow calls {called}; Makefile has {sorted(targets)}"
     assert all(r.startswith("make ") for r in runs), "workflow steps call make targets, they do not duplicate them"
     assert "environment.yml" in str(workflow["jobs"]["build"]["steps"]), "the pip cache is keyed on the one spec"
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def test_no_control_characters_in_sources():
+    """A literal control character (a stray carriage return, a form feed) in a source file renders as garbage.
+    Lines are split on "\n" only: ``splitlines`` would treat a carriage return as a line end and hide it."""
+    files = [*(ROOT / "book").glob("*.md"), *LIB.glob("*.py"), *(ROOT / "pipeline").glob("*.py"), ROOT / "README.md"]
+    bad = [f"{p.relative_to(ROOT)}:{i}" for p in files for i, line in enumerate(p.read_text().split("\n"), 1)
+           if _CONTROL.search(line.replace("\t", ""))]
+    assert bad == [], f"control characters in {bad}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_no_string_in_a_chapter_holds_a_control_character(chapter: Path):
+    """Python escapes turn LaTeX into control characters: "G^{\\rho}" holds a carriage return, "\\theta" a tab,
+    "\\frac" a form feed, "\\beta" a backspace. Every string constant of every code cell is checked."""
+    import ast
+
+    bad = []
+    for cell in jupytext.read(chapter).cells:
+        if cell.cell_type != "code":
+            continue
+        source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and _CONTROL.search(node.value):
+                bad.append(repr(node.value)[:60])
+    assert bad == [], f"{chapter.stem}: strings with control characters (use a raw string or unicode): {bad}"
