@@ -8,7 +8,7 @@ For every HTML page of the built site, served on localhost, it checks that
   every ``.math`` element must contain a rendered ``mjx-container``, and the page must request nothing
   from any host other than the local server (no CDN);
 * no executed cell shows an error or a traceback;
-* every chapter page shows its claims table, with every claim passing.
+* every chapter page shows its table of results (with their rivals), and no claims table shows a failed claim.
 
 It saves a full-page screenshot of each page. Chromium is Debian's (``make browser`` installs it); the
 Playwright Python package only drives it (no browser download).
@@ -78,7 +78,8 @@ PAGE_PROBE = """() => {
   const claimTables = Array.from(document.querySelectorAll('table')).filter(t => {
       const head = Array.from(t.querySelectorAll('th')).map(th => th.textContent.trim());
       return head.includes('claim') && head.includes('pass');
-  }).map(t => Array.from(t.querySelectorAll('tbody tr')).map(r => r.lastElementChild.textContent.trim()));
+  }).map(t => ({results: Array.from(t.querySelectorAll('th')).some(th => th.textContent.trim().startsWith('rival')),
+                 cells: Array.from(t.querySelectorAll('tbody tr')).map(r => r.lastElementChild.textContent.trim())}));
   return {imgs, nMath: maths.length, unrendered, links, errors, tracebacks, claimTables};
 }"""
 
@@ -121,10 +122,11 @@ def check_site(html_dir: Path, chapter_stems: list[str], screenshot_dir: Path | 
             stem = page_file.stem
             if page_file.parent.name == "book" and stem in chapter_stems:
                 tables = probe["claimTables"]
-                if not tables or not tables[-1]:
-                    problems.append(f"{rel}: no claims table found")
-                elif any("✓" not in cell for cell in tables[-1]):
-                    problems.append(f"{rel}: the claims table shows a failed claim: {tables[-1]}")
+                if not any(t["results"] and t["cells"] for t in tables):
+                    problems.append(f"{rel}: no table of results (with their rivals) found")
+                for table in tables:
+                    if any("✓" not in cell for cell in table["cells"]):
+                        problems.append(f"{rel}: a claims table shows a failed claim: {table['cells']}")
             if screenshot_dir is not None:
                 page.screenshot(path=str(screenshot_dir / (rel.replace("/", "__")[:-5] + ".png")), full_page=True)
             page.close()
