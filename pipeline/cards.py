@@ -33,11 +33,11 @@ FIELDS = (
 STATUSES = ("[Re]", "partial", "[¬Re]", "extension")
 # Seed papers (and the classical result the book starts from), recognised in the "Original claim" field.
 PAPERS = (
-    ("Pinson, Lenaerts & Ginis 2023", r"Pinson"),
-    ("Wen & Jacot 2024", r"Wen\s*&\s*Jacot"),
-    ("Yu, Zhang & Zhu 2019", r"Yu,\s*Zhang\s*&\s*Zhu"),
-    ("Beaglehole et al. 2023", r"Beaglehole"),
-    ("Saxe, McClelland & Ganguli 2014", r"Saxe"),
+    ("Pinson, Lenaerts & Ginis 2023", r"Pinson|pinson2023linear"),
+    ("Wen & Jacot 2024", r"Wen\s*&\s*Jacot|wen2024frequencies"),
+    ("Yu, Zhang & Zhu 2019", r"Yu,\s*Zhang\s*&\s*Zhu|yu2019learning"),
+    ("Beaglehole et al. 2023", r"Beaglehole|beaglehole2023mechanism"),
+    ("Saxe, McClelland & Ganguli 2014", r"Saxe|saxe2014exact"),
 )
 _BLOCK = re.compile(r"^:::\{admonition\} Reproduction card\n(?::class: [^\n]*\n)?(.*?)^:::$", re.M | re.S)
 
