@@ -8,9 +8,12 @@ For every HTML page of the built site, served on localhost, it checks that
   every ``.math`` element must contain a rendered ``mjx-container``, and the page must request nothing
   from any host other than the local server (no CDN);
 * no executed cell shows an error or a traceback;
-* every chapter page shows its table of results (with their rivals), and no claims table shows a failed claim.
+* every chapter page shows its table of results (with their rivals), and no claims table shows a failed claim;
+* the claim badges are readable in **light and dark mode**: the text of every badge reaches a contrast ratio of at
+  least :data:`MIN_CONTRAST` (WCAG AA) against the page background in both themes (chapter pages are opened a
+  second time with the browser preferring dark mode, which the theme follows).
 
-It saves a full-page screenshot of each page. Chromium is Debian's (``make browser`` installs it); the
+It saves a full-page screenshot of each page (``dark__<page>.png`` for the dark-mode pass). Chromium is Debian's (``make browser`` installs it); the
 Playwright Python package only drives it (no browser download).
 """
 
@@ -37,6 +40,20 @@ CHROMIUM_FLAGS = [
     "--disable-quic",
 ]
 SKIP_PAGES = {"search.html", "genindex.html"}
+MIN_CONTRAST = 4.5
+CONTRAST_PROBE = """() => {
+  const rgb = c => (c.match(/[\\d.]+/g) || [255, 255, 255]).slice(0, 3).map(Number);
+  const alpha = c => { const v = c.match(/[\\d.]+/g) || []; return v.length > 3 ? Number(v[3]) : 1; };
+  const lum = c => { const [r, g, b] = rgb(c).map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+                     return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const background = el => { for (; el; el = el.parentElement) { const c = getComputedStyle(el).backgroundColor;
+                              if (c && alpha(c) > 0.5) return c; } return 'rgb(255, 255, 255)'; };
+  const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p); return (x + 0.05) / (y + 0.05); };
+  const parts = Array.from(document.querySelectorAll('.claim-badge, .claim-badge b, .claim-badge .claim-theory, .claim-badge .claim-alternative'));
+  const measured = parts.map(e => ({text: e.textContent.slice(0, 40), ratio: ratio(getComputedStyle(e).color, background(e))}));
+  measured.sort((a, b) => a.ratio - b.ratio);
+  return {theme: document.documentElement.dataset.theme || 'light', n: measured.length, worst: measured[0] || null};
+}"""
 
 
 def chromium_path() -> str | None:
@@ -121,6 +138,7 @@ def check_site(html_dir: Path, chapter_stems: list[str], screenshot_dir: Path | 
                 problems += _check_link(html_dir, page_file, href)
             stem = page_file.stem
             if page_file.parent.name == "book" and stem in chapter_stems:
+                problems += _contrast_problems(page, rel, "light")
                 tables = probe["claimTables"]
                 if not any(t["results"] and t["cells"] for t in tables):
                     problems.append(f"{rel}: no table of results (with their rivals) found")
@@ -130,8 +148,33 @@ def check_site(html_dir: Path, chapter_stems: list[str], screenshot_dir: Path | 
             if screenshot_dir is not None:
                 page.screenshot(path=str(screenshot_dir / (rel.replace("/", "__")[:-5] + ".png")), full_page=True)
             page.close()
+        dark = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="dark")
+        for page_file in pages:
+            if not (page_file.parent.name == "book" and page_file.stem in chapter_stems):
+                continue
+            rel = page_file.relative_to(html_dir).as_posix()
+            page = dark.new_page()
+            page.goto(f"{base}/{rel}", wait_until="networkidle")
+            problems += _contrast_problems(page, rel, "dark")
+            if screenshot_dir is not None:
+                page.screenshot(path=str(screenshot_dir / ("dark__" + rel.replace("/", "__")[:-5] + ".png")),
+                                full_page=True)
+            page.close()
         browser.close()
     return problems
+
+
+def _contrast_problems(page, rel: str, theme: str) -> list[str]:
+    """Badge text below :data:`MIN_CONTRAST` against its background, or a page that is not in ``theme``."""
+    probe = page.evaluate(CONTRAST_PROBE)
+    if probe["theme"] != theme:
+        return [f"{rel}: expected the {theme} theme, the page shows {probe['theme']!r}"]
+    if not probe["n"]:
+        return [f"{rel}: no claim badge found ({theme} mode)"]
+    worst = probe["worst"]
+    if worst["ratio"] < MIN_CONTRAST:
+        return [f"{rel}: badge text {worst['text']!r} has contrast {worst['ratio']:.2f} < {MIN_CONTRAST} in {theme} mode"]
+    return []
 
 
 def _check_link(html_dir: Path, page_file: Path, href: str) -> list[str]:

@@ -147,9 +147,10 @@ def stage(paths: BuildPaths = BuildPaths(), book: Path = BOOK, root: Path = ROOT
         staged = staged_book / f"{chapter.stem}.ipynb"
         notebook = nbformat.read(staged, as_version=4)
         nbformat.write(publishable(notebook, repository), src / "_extra" / "notebooks" / staged.name)
-        nbformat.write(with_download_links(notebook, chapter.stem), staged)
+        nbformat.write(with_download_links(with_reading_tags(notebook), chapter.stem), staged)
     for extra in sorted(book.glob("*.png")) + sorted(book.glob("*.bib")):
         shutil.copy2(extra, staged_book / extra.name)
+    shutil.copytree(root / "_static", src / "_static", dirs_exist_ok=True)  # the site's CSS (claim badges, dark mode)
     shutil.copy2(root / "_toc.yml", src / "_toc.yml")
     (src / "_config.yml").write_text(_staged_config(root / "_config.yml"))
     if not (MATHJAX_NPM / "tex-mml-chtml.js").exists():
@@ -169,6 +170,27 @@ def _without_tag(notebook: nbformat.NotebookNode, tag: str) -> nbformat.Notebook
     copy = nbformat.from_dict(json.loads(json.dumps(notebook)))
     copy.cells = [c for c in copy.cells if tag not in c.get("metadata", {}).get("tags", [])]
     return copy
+
+
+CHECK_CALL = re.compile(r"\bclaims\.(check_|sanity_|measure\()")
+HIDDEN = {"hide-input", "remove-input", "remove-cell"}
+
+
+def with_reading_tags(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The page reads continuously: cells that state claims are collapsed (``hide-input``: the badges show, the code
+    is one click away) and the papermill-injected parameters cell is removed (the footer reports the parameters).
+    Idempotent; the downloadable notebooks keep every cell as executed."""
+    page = nbformat.from_dict(json.loads(json.dumps(notebook)))
+    for cell in page.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags:
+            if "remove-cell" not in tags:
+                tags.append("remove-cell")
+        elif CHECK_CALL.search(cell.source) and not HIDDEN & set(tags):
+            tags.append("hide-input")
+    return page
 
 
 def with_download_links(notebook: nbformat.NotebookNode, stem: str) -> nbformat.NotebookNode:

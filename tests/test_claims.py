@@ -75,7 +75,7 @@ def test_sanity_checks_and_measurements_are_kept_apart(tmp_path, monkeypatch):
     record = json.loads((tmp_path / "toy.json").read_text())
     assert (record["n_results"], record["n_sanity"], record["n_measurements"]) == (1, 3, 1)
     assert record["claims"][-1]["measured"] == 5.6
-    assert list(cs.table("result").columns)[-3:] == ["rival (value): verdict, margin", "tolerance from", "pass"]
+    assert list(cs.table("result").columns)[-3:] == ["rival: verdict, margin", "tolerance from", "pass"]
 
 
 def test_finalize_raises_naming_id_measured_and_tolerance(tmp_path, monkeypatch):

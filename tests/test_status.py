@@ -46,3 +46,22 @@ def test_status_page_refuses_a_result_whose_rival_was_not_rejected(tmp_path):
     paths, book = _record(tmp_path, unrejected)
     with pytest.raises(ChapterFailed, match="does not reject its rival ‘FCNN rate’"):
         st.status_table(paths, book)
+
+
+def test_claim_cells_are_collapsed_and_the_injected_parameters_removed_on_the_page():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("quick = True", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("quick = False", metadata={"tags": ["injected-parameters"]}),
+        nbformat.v4.new_code_cell("x = run()"),
+        nbformat.v4.new_code_cell('claims.check_close("a", ...)'),
+        nbformat.v4.new_code_cell('claims.measure("b", "s", 1.0)'),
+        nbformat.v4.new_code_cell('claims.sanity_equal("c", ...)', metadata={"tags": ["remove-input"]}),
+    ]
+    page = st.with_reading_tags(nb)
+    assert [c.metadata.get("tags", []) for c in page.cells] == [
+        ["parameters"], ["injected-parameters", "remove-cell"], [], ["hide-input"], ["hide-input"], ["remove-input"]]
+    assert st.with_reading_tags(page) == page  # idempotent
+    assert nb.cells[3].metadata.get("tags", []) == []  # the executed notebook itself is untouched

@@ -193,27 +193,32 @@ class Claim:
         return line
 
     def _repr_html_(self) -> str:
-        colour = "#1a7f37" if self.passed else "#cf222e"
-        mark = "✓" if self.passed else "✗"
-        worst = f" (worst: {html.escape(self.worst)})" if self.worst else ""
+        """The badge. Colours are the site's theme variables (light and dark, ``_static/claims.css``) with light-mode
+        fallbacks, so a downloaded notebook shows the same badge without the site's stylesheet."""
         if self.kind == "measurement":
             return ""
+        state = "pass" if self.passed else "fail"
+        colour = f"var(--claim-{state}, {_FALLBACK[state]})"
+        mark = "✓" if self.passed else "✗"
+        worst = f" (worst: {html.escape(self.worst)})" if self.worst else ""
         sanity = self.kind == "sanity"
         label = "sanity check " if sanity else ""
-        border = "#8c959f" if sanity and self.passed else colour
+        border = f"var(--claim-sanity, {_FALLBACK['sanity']})" if sanity and self.passed else colour
+        muted = f"color:var(--claim-muted, {_FALLBACK['muted']})"
         body = (
             f'<b style="color:{colour}">{mark} {label}{html.escape(self.id)}</b> — measured '
             f"<code>{html.escape(format_value(self.measured))}</code>{worst}, expected "
             f"<code>{html.escape(format_value(self.expected))}</code> with {html.escape(self.tolerance)}"
-            f" <span class='claim-theory'>({html.escape(self.provenance)}: {theory_html(self.theory)})</span>"
+            f" <span class='claim-theory' style='{muted}'>({html.escape(self.provenance)}: "
+            f"{theory_html(self.theory)})</span>"
         )
         if not sanity:
             body += (
-                f"<br><span class='claim-alternative'>rival: {html.escape(self.alternative_text())}"
+                f"<br><span class='claim-alternative' style='{muted}'>rival: {html.escape(self.alternative_text())}"
                 + (f"; tolerance from {html.escape(self.tolerance_from)}" if self.tolerance_from else "")
                 + "</span>"
             )
-        css = "claim-badge claim-sanity" if sanity else "claim-badge claim-result"
+        css = f"claim-badge claim-{self.kind} claim-{state}"
         size = "0.8em" if sanity else "0.9em"
         return (
             f'<div class="{css}" id="claim-{self.id}" style="border-left:4px solid {border};'
@@ -233,6 +238,7 @@ class Claim:
         _SHOWN.add(id(self))
 
 
+_FALLBACK = {"pass": "#1a7f37", "fail": "#cf222e", "sanity": "#6e7781", "muted": "#57606a"}  # light mode, ≥ 4.5:1
 _SHOWN: set[int] = set()  # ids of claims whose badge is already on the page (ClaimSet keeps them alive)
 
 
@@ -569,7 +575,7 @@ class ClaimSet:
                 "reference": f"{theory_html(c.theory)} [{html.escape(c.provenance)}]",
             }
             if kind == "result":
-                row["rival (value): verdict, margin"] = html.escape(c.alternative_text())
+                row["rival: verdict, margin"] = html.escape(c.alternative_text())
                 row["tolerance from"] = html.escape(c.tolerance_from)
             row["pass"] = "✓" if c.passed else "✗ FAIL"
             rows.append(row)
