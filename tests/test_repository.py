@@ -89,7 +89,27 @@ def test_the_ci_workflow_only_calls_make_targets_that_exist():
     called = [re.match(r"make ([a-z-]+)", r).group(1) for r in runs]
     assert called and set(called) <= targets, f"workflow calls {called}; Makefile has {sorted(targets)}"
     assert all(r.startswith("make ") for r in runs), "workflow steps call make targets, they do not duplicate them"
-    assert "environment.yml" in str(workflow["jobs"]["build"]["steps"]), "the pip cache is keyed on the one spec"
+    for job in ("test", "site"):
+        assert "environment.yml" in str(workflow["jobs"][job]["steps"]), "the pip cache is keyed on the one spec"
+
+
+def test_the_workflow_pins_actions_deploys_full_mode_and_caches_chapters():
+    text = (ROOT / ".github" / "workflows" / "book.yml").read_text()
+    workflow = yaml.safe_load(text)
+    uses = [s["uses"] for job in workflow["jobs"].values() for s in job["steps"] if "uses" in s]
+    assert uses and all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in uses), f"unpinned actions: {uses}"
+    dispatch = workflow[True]["workflow_dispatch"]["inputs"]  # YAML reads the key `on` as True
+    assert all(i["type"] == "choice" for i in dispatch.values()), "free-text workflow inputs are choices"
+    site = workflow["jobs"]["site"]
+    assert "'full'" in site["env"]["MODE"], "the deployed site is the full-mode build"
+    assert workflow["jobs"]["deploy"]["needs"] == "site"
+    cache = next(s for s in site["steps"] if "actions/cache@" in s.get("uses", ""))
+    assert "_build/keys" in cache["with"]["path"] and "_build/claims" in cache["with"]["path"]
+    test_runs = [s["run"] for s in workflow["jobs"]["test"]["steps"] if "run" in s]
+    assert test_runs == ['make test PYTEST_ARGS="--junitxml=_build/pytest.xml"'], "quick mode executes in `make test` only"
+    assert all(job["timeout-minutes"] for job in workflow["jobs"].values())
+    dependabot = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
+    assert {u["package-ecosystem"] for u in dependabot["updates"]} == {"github-actions"}
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
