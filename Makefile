@@ -28,7 +28,7 @@ HTML := _build/html
 export OMP_NUM_THREADS ?= 1
 unexport MPLBACKEND
 
-.PHONY: help venv mathjax browser execute chapter stage html book test check-html faults notebooks-branch bench bench-threads pdf clean clean-venv
+.PHONY: help venv mathjax browser execute chapter stage html book test check-html faults notebooks-branch bench bench-threads pdf lab clean clean-venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -86,6 +86,14 @@ test: $(VENV_STAMP) $(MATHJAX) browser ## run the test suite (lib, chapters in q
 
 check-html: html browser ## check the built book in headless Chromium; screenshots to _build/screenshots
 	$(PY) -m pipeline.site_check _build/html
+
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+LAB_ARGS ?=
+
+lab: $(VENV_STAMP) ## open the chapters as notebooks in JupyterLab (jupytext): make lab [NAME=<chapter>]
+	mkdir -p $(dir $(LAB_SETTINGS))
+	cp binder/overrides.json $(LAB_SETTINGS)  # .md chapters open as notebooks by default (as on Binder)
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) $(if $(NAME),book/$(NAME).md,book)
 
 faults: $(VENV_STAMP) ## inject each listed library fault into a scratch copy and show which claims catch it
 	$(PY) -m pipeline.faults

@@ -36,3 +36,27 @@ def test_environment_report_names_what_a_reader_needs():
     for key in ("python", "torch", "git commit", "lib hash", "device", "run time [s]", "parameters"):
         assert key in report.index
     assert len(repro.lib_hash()) == 12
+
+
+def test_progress_bar_wraps_or_passes_through(capsys):
+    from how_cnns_learn import repro
+
+    assert repro.progress_bar(range(3), enabled=False) == range(3)
+    bar = repro.progress_bar(range(3), desc="toy", file=__import__("sys").stderr)
+    assert list(bar) == [0, 1, 2] and "toy" in capsys.readouterr().err
+
+
+def test_glue_returns_its_value_with_or_without_myst_nb(monkeypatch):
+    import builtins
+
+    from how_cnns_learn import repro
+
+    real_import = builtins.__import__
+
+    def no_myst_nb(name, *args, **kwargs):
+        if name.startswith("myst_nb"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_myst_nb)
+    assert repro.glue("x", 1.5) == 1.5  # a launched notebook without MyST-NB still runs

@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import nn
 
+from .repro import progress_bar
+
 __all__ = [
     "CNFACNN",
     "ConvRFMResult",
@@ -363,12 +365,7 @@ def conv_rfm(
     d = P_tr.shape[-1]
     root = torch.eye(d, dtype=Xtr.dtype, device=Xtr.device)
     result = ConvRFMResult()
-    steps = range(iterations)
-    if progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc="ConvRFM")
-    for t in steps:
+    for t in progress_bar(range(iterations), desc="ConvRFM", enabled=progress):
         result.sqrt_M.append(root.cpu().numpy().copy())
         transform = (lambda P: P) if t == 0 else (lambda P: P @ root)  # skip the identity (the costly step)
         tr = transform(P_tr)

@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
 from numpy.typing import NDArray
+
+from .repro import progress_bar
 
 __all__ = [
     "CircularCNN",
@@ -566,12 +568,7 @@ def train_weight_decay(
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
     rows = []
     show = sys.stderr.isatty() if progress is None else progress
-    iterator: Iterable[int] = range(steps + 1)
-    if show:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, desc=desc, mininterval=2.0)
-    for step in iterator:
+    for step in progress_bar(range(steps + 1), desc=desc, enabled=show, mininterval=2.0):
         opt.zero_grad(set_to_none=True)
         loss = loss_fn(model)
         sq = sum((p**2).sum() for p in params)

@@ -537,11 +537,9 @@ class ClaimSet:
         plain = _plain(value)
         self._add(Claim(name, statement, plain, "", "", True, "", "derived", kind="measurement"))
         if glue:
-            try:
-                from myst_nb import glue as myst_glue
-            except ImportError:  # outside the book's environment: the value is still recorded
-                return value
-            myst_glue(name, value, display=False)
+            from .repro import glue as glue_value  # a no-op where MyST-NB is absent (a launched notebook)
+
+            glue_value(name, value)
         return value
 
     # ---------------------------------------------------------------- views

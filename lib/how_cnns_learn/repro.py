@@ -26,6 +26,8 @@ __all__ = [
     "ChapterContext",
     "chapter_setup",
     "environment_report",
+    "glue",
+    "progress_bar",
     "lib_hash",
     "resolve_device",
     "seed_everything",
@@ -110,6 +112,35 @@ def chapter_setup(quick: Any, seed: Any, device: Any) -> ChapterContext:
         raise ValueError(f"parameter quick must be True or False, got {quick!r}")
     rng = seed_everything(seed)
     return ChapterContext(quick=quick, seed=int(seed), device=resolve_device(device), rng=rng)
+
+
+def glue(name: str, value: Any) -> Any:
+    """Make ``value`` available to the page's prose as ``{glue:text}`name``` (MyST-NB) and return it.
+
+    Where MyST-NB is not installed (a notebook launched on Colab, a reader's environment) the value is only
+    returned: the chapter still runs, its prose just has nothing to fill in.
+    """
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return value
+    myst_glue(name, value, display=False)
+    return value
+
+
+def progress_bar(iterable: Any, *, desc: str = "", enabled: bool = True, **options: Any) -> Any:
+    """``iterable`` wrapped in a tqdm progress bar that renders where it runs: a widget in a live Jupyter kernel
+    with ipywidgets (JupyterLab, Colab), a text bar in a terminal or an executed notebook. ``enabled=False``
+    returns ``iterable`` unchanged."""
+    if not enabled:
+        return iterable
+    try:
+        import ipywidgets  # noqa: F401  (tqdm's notebook front-end needs it; without, tqdm.auto only warns)
+
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm import tqdm
+    return tqdm(iterable, desc=desc, **options)
 
 
 def environment_report(context: ChapterContext) -> pd.DataFrame:

@@ -38,6 +38,7 @@ from numpy.typing import NDArray
 
 from .data import CueConflictData, DatasetStructure, TrainingSet
 from .fourier import kernel_support
+from .repro import progress_bar
 
 __all__ = [
     "TrainingRun",
@@ -582,8 +583,6 @@ def train_classifier(
     ``step``, ``train loss``, ``test accuracy``, the first-layer filter norms (``norms``, an array) when the model has
     a ``filter_norms`` property, the mode strengths when ``structure`` is given, and the columns of ``evaluate``.
     """
-    from tqdm import tqdm  # plain text bar: works in terminals and in executed notebooks alike
-
     if epochs < 1 or (batch_size is not None and batch_size < 1) or not lr > 0 or record_every < 0:
         raise ValueError(f"bad settings: epochs={epochs}, batch_size={batch_size}, lr={lr}, record_every={record_every}")
     if optimizer not in ("sgd", "adam"):
@@ -643,7 +642,7 @@ def train_classifier(
         rows.append(row)
 
     snapshot(0)
-    for epoch in tqdm(range(1, epochs + 1), disable=not progress, leave=False, desc="epochs"):
+    for epoch in progress_bar(range(1, epochs + 1), enabled=progress, leave=False, desc="epochs"):
         shuffled = train[torch.randperm(len(train), generator=generator)].to(dev)
         for start in range(0, len(shuffled), batch_size):
             batch = shuffled[start : start + batch_size]
