@@ -35,7 +35,7 @@ help: ## list the targets
 	@echo "  variables: MODE=$(MODE) SEED=$(SEED) DEVICE=$(DEVICE) NAME=<chapter>"
 
 $(VENV_STAMP): environment.yml lib/pyproject.toml
-	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (the pinned torch==2.13.0 wheel); set PYTHON=python3.11")'
+	$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else f"Python 3.11, 3.12 or 3.13 is required (every pinned package of environment.yml has wheels for these); found {v[0]}.{v[1]}: set PYTHON=python3.11 (or 3.12, 3.13), or use conda: conda env create -f environment.yml")'
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	mkdir -p _build
