@@ -68,3 +68,18 @@ def test_patch_agop_matches_finite_difference_gradients():
     np.testing.assert_allclose(kp.patch_agop(run, x)[0], G, atol=1e-8)
     with pytest.raises(ValueError, match="patches"):
         kp.patch_agop(run, x[0])
+
+
+def test_winner_growth_matches_noise_free_sgd():
+    patterns = kp.random_dictionary(d=20, m=10, seed=0)
+    run = kp.train_key_pattern_cnn(patterns, filters=8, seeds=[3], steps=600, lr=0.1, k=9, noise=0.0)
+    for cls in (slice(0, 4), slice(4, 8)):
+        winners = run.winners[0, cls]
+        overlap = run.key_overlap[:, 0, cls][:, winners]
+        growth = overlap[-1] - overlap[0]
+        np.testing.assert_allclose(growth, growth[0], rtol=1e-12)  # one common increment for all winners
+        n_class = int((np.diff(overlap[:, 0]) > 0).sum())  # samples of this class seen
+        c = kp.winner_growth(overlap[0].sum(), int(winners.sum()), n_class, 0.1, k=9, class_fraction=1.0)
+        np.testing.assert_allclose(growth[0], c[-1], rtol=0.05)
+    with pytest.raises(ValueError, match="n_winners"):
+        kp.winner_growth(0.0, 0, 10, 0.1)
