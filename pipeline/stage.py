@@ -139,6 +139,7 @@ def stage(paths: BuildPaths = BuildPaths(), book: Path = BOOK, root: Path = ROOT
                     .replace(FAULTS_MARKER, fault_table()))
         (staged_book / page.name).write_text(text)
     repository = yaml.safe_load((root / "_config.yml").read_text()).get("repository", {}).get("url", "")
+    commit = snapshot(root)
     for folder in ("sources", "notebooks"):
         shutil.rmtree(src / "_extra" / folder, ignore_errors=True)
         (src / "_extra" / folder).mkdir(parents=True)
@@ -146,7 +147,7 @@ def stage(paths: BuildPaths = BuildPaths(), book: Path = BOOK, root: Path = ROOT
         shutil.copy2(chapter, src / "_extra" / "sources" / chapter.name)
         staged = staged_book / f"{chapter.stem}.ipynb"
         notebook = nbformat.read(staged, as_version=4)
-        nbformat.write(publishable(notebook, repository), src / "_extra" / "notebooks" / staged.name)
+        nbformat.write(publishable(notebook, repository, commit), src / "_extra" / "notebooks" / staged.name)
         nbformat.write(with_download_links(with_reading_tags(notebook), chapter.stem), staged)
     for extra in sorted(book.glob("*.png")) + sorted(book.glob("*.bib")):
         shutil.copy2(extra, staged_book / extra.name)
@@ -208,11 +209,28 @@ def with_download_links(notebook: nbformat.NotebookNode, stem: str) -> nbformat.
     return page
 
 
-def publishable(notebook: nbformat.NotebookNode, repository: str) -> nbformat.NotebookNode:
+def snapshot(root: Path = ROOT) -> str:
+    """The commit the book is built from: ``$GITHUB_SHA`` in CI, else ``git rev-parse HEAD``, else ``"main"``."""
+    import os
+    import subprocess
+
+    if os.environ.get("GITHUB_SHA"):
+        return os.environ["GITHUB_SHA"]
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "main"
+
+
+def publishable(notebook: nbformat.NotebookNode, repository: str, commit: str | None = None) -> nbformat.NotebookNode:
     """The download/launch version: the executed notebook with a first cell that installs the library if missing
-    (Colab, Binder without the project installed); it does nothing where ``how_cnns_learn`` imports."""
+    (Colab, Binder without the project installed); it does nothing where ``how_cnns_learn`` imports. The library is
+    pinned to ``commit`` (default: :func:`snapshot`), the snapshot the notebook was executed with, not a moving branch.
+    Besides the library, a chapter imports only what a Colab-like image has (``tests/test_published_notebooks.py``)."""
     published = _without_tag(_without_tag(notebook, DOWNLOAD_TAG), INSTALL_TAG)
-    source = f"how-cnns-learn @ git+{repository}@main#subdirectory=lib" if repository else "how-cnns-learn"
+    commit = commit or snapshot()
+    source = f"how-cnns-learn @ git+{repository}@{commit}#subdirectory=lib" if repository else "how-cnns-learn"
     install = nbformat.v4.new_code_cell(
         "# Install the book's library where it is missing (e.g. on Colab); no effect where it is installed.\n"
         "try:\n"
