@@ -65,7 +65,6 @@ stage: execute $(MATHJAX) ## stage executed chapters + status page into _build/s
 html: stage ## build the HTML strictly (warnings fail) into _build/html
 	rm -rf _build/jb/_build/html
 	$(VENV)/bin/jupyter-book build _build/src --path-output _build/jb --warningiserror --nitpick --keep-going
-	$(PY) -m pipeline.eqrefs _build/jb/_build/html
 	rm -rf $(HTML)
 	cp -r _build/jb/_build/html $(HTML)
 	@echo "book: $(HTML)/index.html"

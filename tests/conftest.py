@@ -13,7 +13,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the build pipeline lives at the repository root
     sys.path.insert(0, str(ROOT))
 
-from pipeline import eqrefs  # noqa: E402
 from pipeline import execute as ex  # noqa: E402
 from pipeline import stage as st  # noqa: E402
 
@@ -38,9 +37,7 @@ def built_site(build_paths: ex.BuildPaths) -> Path:
         text=True,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    html = out / "_build" / "html"
-    eqrefs.number_references(html)  # as `make html` does
-    return html
+    return out / "_build" / "html"
 
 
 def pytest_terminal_summary(terminalreporter):

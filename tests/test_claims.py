@@ -147,3 +147,23 @@ def test_duplicate_ids_and_empty_sets_are_errors():
         cs.sanity_between("a", "x", measured=1, upper=2, theory="t")
     with pytest.raises(claims_api.ClaimFailure, match="no result claims"):
         cs.finalize()
+
+
+def test_theory_text_cites_equations_as_links_in_html_and_as_eq_roles_in_myst():
+    html = claims_api.theory_html("a < b, eq. (eq-cost) and He et al. Eq. (1)")
+    assert html == 'a &lt; b, eq. (<a class="claim-eqref" href="#equation-eq-cost">eq-cost</a>) and He et al. Eq. (1)'
+    myst = claims_api.theory_markdown("Φ*_α s_α*, eq. (eq-cost) | 2")
+    assert myst == r"Φ\*\_α s\_α\*, eq\. {eq}`eq-cost` \| 2"  # escaped text; Sphinx renders the role as "(19)"
+
+
+def test_badges_and_tables_are_published_as_html_and_as_myst():
+    cs = _set()
+    claim = cs.check_close("w", "x", measured=1.0, expected=1.0, rtol=0.1, theory="eq. (eq-w)",
+                           alternative=("FCNN |rate|", 2.0), tolerance_from="a *derived* bound")
+    md = claim._repr_markdown_()
+    assert md.startswith('<div class="claim-badge claim-result claim-pass"') and md.endswith("\n\n</div>")
+    assert "{eq}`eq-w`" in md and r"FCNN \|rate\|" in md and r"a \*derived\* bound" in md
+    assert 'href="#equation-eq-w"' in claim._repr_html_()
+    tables = cs._tables_markdown()
+    assert tables.startswith("**Results**") and "| w | 1 | 1 | rtol 0\\.1 |" in tables
+    assert "<p class='claims-table-title'><b>Results</b></p>" in cs._tables_html()

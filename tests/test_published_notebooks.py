@@ -9,6 +9,7 @@ Jupyter Book). The install cell installs the library itself (here from the worki
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,9 @@ def colab_like(tmp_path_factory) -> Path:
     pins = _pins()
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run(pip + [f"{name}=={pins[name]}" for name in COLAB_LIKE], check=True)
-    subprocess.run(pip + ["--no-deps", str(ex.LIB)], check=True)  # what the install cell installs
+    lib = venv.parent / "lib"  # a copy: building a wheel writes build/ next to the sources
+    shutil.copytree(ex.LIB, lib, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "build"))
+    subprocess.run(pip + ["--no-deps", str(lib)], check=True)  # what the install cell installs
     subprocess.run([str(python), "-m", "ipykernel", "install", "--prefix", str(venv), "--name", KERNEL], check=True,
                    capture_output=True)
     missing = subprocess.run([str(python), "-c", "import myst_nb"], capture_output=True)

@@ -28,8 +28,10 @@ so that claims broken before a crash are still reported) and raises :class:`Clai
 claim with its measured value and tolerance. Failing at the end shows *all* broken claims of a run at once.
 
 A claim's ``theory`` text may cite an equation of the book by its MyST label in parentheses, ``"eq. (eq-cost)"``.
-In the badge and the table it becomes a link ``<a class="claim-eqref" href="#equation-eq-cost">``; the build
-(``pipeline.eqrefs``) replaces the label by the equation's number. The status page cites it with ``{eq}``.
+Badges and tables are published twice: as HTML for Jupyter and Colab, where the citation is a link
+``<a class="claim-eqref" href="#equation-eq-cost">`` showing the label, and as MyST markdown for the book, where it is
+the ``{eq}`` role: MyST-NB renders that version (``nb_render_markdown_format: myst`` in ``_config.yml``), so Sphinx
+shows the equation's number and an unknown label fails the strict build. The status page uses the same role.
 
 Provenance of the reference value, one of :data:`PROVENANCE`:
 ``paper`` (stated in a seed paper), ``restated`` (stated by a later paper), ``derived`` (derived in
@@ -65,6 +67,7 @@ __all__ = [
     "format_value",
     "mean_tolerance",
     "theory_html",
+    "theory_markdown",
 ]
 
 CLAIMS_DIR_ENV = "HOW_CNNS_LEARN_CLAIMS_DIR"
@@ -81,6 +84,21 @@ def theory_html(theory: str) -> str:
     return EQUATION_REF.sub(
         lambda m: f'(<a class="{EQREF_CLASS}" href="#equation-{m[1]}">{m[1]}</a>)', html.escape(theory)
     )
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|$~])")
+
+
+def _md_escape(text: str) -> str:
+    """Plain text for a MyST paragraph or table cell: every markdown punctuation character backslash-escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+def theory_markdown(theory: str) -> str:
+    """The theory text as MyST: escaped, each ``(eq-label)`` turned into the ``{eq}`` role, which Sphinx renders as
+    the equation's number in parentheses, linked to it (an unknown label fails the strict build)."""
+    parts = EQUATION_REF.split(theory)  # [text, label, text, label, ..., text]
+    return "".join(f"{{eq}}`{part}`" if i % 2 else _md_escape(part) for i, part in enumerate(parts))
 
 
 class ClaimFailure(AssertionError):
@@ -192,38 +210,49 @@ class Claim:
             line += f" — claim {self.id} cannot tell its theory from ‘{self.alternative}’"
         return line
 
-    def _repr_html_(self) -> str:
-        """The badge. Colours are the site's theme variables (light and dark, ``_static/claims.css``) with light-mode
-        fallbacks, so a downloaded notebook shows the same badge without the site's stylesheet."""
+    def _badge(self, markdown: bool) -> str:
+        """The badge as HTML, or as MyST markdown (inline HTML for the colours, ``{eq}`` roles for equations).
+
+        Colours are the site's theme variables (light and dark, ``_static/claims.css``) with light-mode fallbacks, so
+        a downloaded notebook shows the same badge without the site's stylesheet."""
         if self.kind == "measurement":
             return ""
+        esc, theory = (_md_escape, theory_markdown) if markdown else (html.escape, theory_html)
+        code = (lambda v: f"`{v}`") if markdown else (lambda v: f"<code>{html.escape(v)}</code>")
         state = "pass" if self.passed else "fail"
         colour = f"var(--claim-{state}, {_FALLBACK[state]})"
         mark = "✓" if self.passed else "✗"
-        worst = f" (worst: {html.escape(self.worst)})" if self.worst else ""
+        worst = f" (worst: {esc(self.worst)})" if self.worst else ""
         sanity = self.kind == "sanity"
         label = "sanity check " if sanity else ""
         border = f"var(--claim-sanity, {_FALLBACK['sanity']})" if sanity and self.passed else colour
         muted = f"color:var(--claim-muted, {_FALLBACK['muted']})"
         body = (
-            f'<b style="color:{colour}">{mark} {label}{html.escape(self.id)}</b> — measured '
-            f"<code>{html.escape(format_value(self.measured))}</code>{worst}, expected "
-            f"<code>{html.escape(format_value(self.expected))}</code> with {html.escape(self.tolerance)}"
-            f" <span class='claim-theory' style='{muted}'>({html.escape(self.provenance)}: "
-            f"{theory_html(self.theory)})</span>"
+            f'<b style="color:{colour}">{mark} {label}{esc(self.id)}</b> — measured '
+            f"{code(format_value(self.measured))}{worst}, expected "
+            f"{code(format_value(self.expected))} with {esc(self.tolerance)}"
+            f" <span class='claim-theory' style='{muted}'>({esc(self.provenance)}: {theory(self.theory)})</span>"
         )
         if not sanity:
             body += (
-                f"<br><span class='claim-alternative' style='{muted}'>rival: {html.escape(self.alternative_text())}"
-                + (f"; tolerance from {html.escape(self.tolerance_from)}" if self.tolerance_from else "")
+                f"<br><span class='claim-alternative' style='{muted}'>rival: {esc(self.alternative_text())}"
+                + (f"; tolerance from {esc(self.tolerance_from)}" if self.tolerance_from else "")
                 + "</span>"
             )
         css = f"claim-badge claim-{self.kind} claim-{state}"
         size = "0.8em" if sanity else "0.9em"
-        return (
-            f'<div class="{css}" id="claim-{self.id}" style="border-left:4px solid {border};'
-            f'padding:2px 8px;margin:4px 0;font-size:{size}">{body}</div>'
-        )
+        opening = (f'<div class="{css}" id="claim-{self.id}" style="border-left:4px solid {border};'
+                   f'padding:2px 8px;margin:4px 0;font-size:{size}">')
+        # In markdown the body is a paragraph of its own between two raw-HTML blocks, so that MyST parses it.
+        return f"{opening}\n\n{body}\n\n</div>" if markdown else f"{opening}{body}</div>"
+
+    def _repr_html_(self) -> str:
+        """The badge for Jupyter and Colab (equations cited by label)."""
+        return self._badge(markdown=False)
+
+    def _repr_markdown_(self) -> str:
+        """The badge for the book: MyST-NB renders it as MyST, so Sphinx numbers and links its ``{eq}`` roles."""
+        return self._badge(markdown=True)
 
     def __repr__(self) -> str:
         return self.summary()
@@ -234,10 +263,13 @@ class Claim:
             return
         from IPython.display import publish_display_data
 
-        publish_display_data({"text/html": self._repr_html_(), "text/plain": self.summary()})
+        publish_display_data(
+            {"text/html": self._repr_html_(), "text/markdown": self._repr_markdown_(), "text/plain": self.summary()}
+        )
         _SHOWN.add(id(self))
 
 
+_TITLES = (("result", "Results"), ("sanity", "Sanity checks"), ("measurement", "Measurements"))
 _FALLBACK = {"pass": "#1a7f37", "fail": "#cf222e", "sanity": "#6e7781", "muted": "#57606a"}  # light mode, ≥ 4.5:1
 _SHOWN: set[int] = set()  # ids of claims whose badge is already on the page (ClaimSet keeps them alive)
 
@@ -554,30 +586,51 @@ class ClaimSet:
             raise ValueError(f"kind {kind!r} is not one of {KINDS}")
         return [c for c in self.claims if c.kind == kind]
 
-    def table(self, kind: str = "result"):  # -> pandas.DataFrame (pandas imported lazily)
-        """The claims of one kind as a table (statements are in the badges). Cells are HTML-escaped text; the
-        reference links its equations (:func:`theory_html`). Results add the rival and the tolerance's source."""
+    def table(self, kind: str = "result", markdown: bool = False):  # -> pandas.DataFrame (imported lazily)
+        """The claims of one kind as a table (statements are in the badges). Cells are escaped text, HTML or MyST
+        markdown; the reference cites its equations (:func:`theory_html`, :func:`theory_markdown`). Results add the
+        rival and the tolerance's source."""
         import pandas as pd
 
+        esc, theory = (_md_escape, theory_markdown) if markdown else (html.escape, theory_html)
         rows = []
         for c in self.of_kind(kind):
             if kind == "measurement":
-                rows.append({"measurement": c.id, "value": html.escape(c.measured_text()),
-                             "what": html.escape(c.statement)})
+                rows.append({"measurement": esc(c.id), "value": esc(c.measured_text()), "what": esc(c.statement)})
                 continue
             row = {
-                "claim": c.id,
-                "measured": html.escape(c.measured_text()),
-                "expected": html.escape(format_value(c.expected)),
-                "tolerance": html.escape(c.tolerance),
-                "reference": f"{theory_html(c.theory)} [{html.escape(c.provenance)}]",
+                "claim": esc(c.id),
+                "measured": esc(c.measured_text()),
+                "expected": esc(format_value(c.expected)),
+                "tolerance": esc(c.tolerance),
+                "reference": f"{theory(c.theory)} {esc('[' + c.provenance + ']')}",
             }
             if kind == "result":
-                row["rival: verdict, margin"] = html.escape(c.alternative_text())
-                row["tolerance from"] = html.escape(c.tolerance_from)
+                row["rival: verdict, margin"] = esc(c.alternative_text())
+                row["tolerance from"] = esc(c.tolerance_from)
             row["pass"] = "✓" if c.passed else "✗ FAIL"
             rows.append(row)
         return pd.DataFrame(rows)
+
+    def _tables_markdown(self) -> str:
+        """Every non-empty kind as a titled MyST table (the book's rendering of the claims tables)."""
+        parts = []
+        for kind, title in _TITLES:
+            frame = self.table(kind, markdown=True)
+            if frame.empty:
+                continue
+            head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns)
+            rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+            parts.append(f"**{title}**\n\n" + head + "\n" + "\n".join(rows))
+        return "\n\n".join(parts)
+
+    def _tables_html(self) -> str:
+        """The same tables as HTML (Jupyter, Colab)."""
+        return "".join(
+            f"<p class='claims-table-title'><b>{title}</b></p>" + self.table(kind).style.hide(axis="index").to_html()
+            for kind, title in _TITLES
+            if self.of_kind(kind)
+        )
 
     def record(self) -> dict[str, Any]:
         """The machine-readable record of this chapter's claims."""
@@ -596,15 +649,13 @@ class ClaimSet:
         """Show the tables, write the record (if the executor asked for one), raise if any claim failed."""
         if not self.of_kind("result"):
             raise ClaimFailure(f"chapter {self.chapter!r} states no result claims; every chapter must check its results")
-        try:
-            from IPython.display import HTML, display
+        if _in_notebook():
+            from IPython.display import publish_display_data
 
-            for kind, title in (("result", "Results"), ("sanity", "Sanity checks"), ("measurement", "Measurements")):
-                if self.of_kind(kind):
-                    display(HTML(f"<p class='claims-table-title'><b>{title}</b></p>"))
-                    display(self.table(kind).style.hide(axis="index"))
-        except ImportError:  # pragma: no cover - IPython is a dependency
-            print(self.table().to_string(index=False))
+            publish_display_data({"text/html": self._tables_html(), "text/markdown": self._tables_markdown(),
+                                  "text/plain": "\n".join(c.summary() for c in self.claims)})
+        else:
+            print("\n".join(c.summary() for c in self.claims))
         self._write_record(complete=True)
         if self.failed:
             lines = "\n".join("  " + c.summary() for c in self.failed)
