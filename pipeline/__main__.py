@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "execute":
             params = {**base_parameters(args.mode, args.seed, args.device), **_extra_parameters(args.param)}
             selected = [find_chapter(n) for n in args.names] if args.names else chapters()
-            paths = BuildPaths(args.build_root) if args.build_root else BuildPaths()
+            paths = BuildPaths(args.build_root.resolve()) if args.build_root else BuildPaths()
             rows = execute_book(selected, params, paths, timeout=args.timeout, force=args.force)
             print("\n" + timing_table(rows))
         elif args.command == "stage":
