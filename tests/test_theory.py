@@ -96,3 +96,41 @@ def test_frequency_race_ratio_of_log_growths_is_rho():
     assert ratio == pytest.approx(spectrum[2, 2, 2] / spectrum[2, 2, 0], rel=1e-9)
     with pytest.raises(ValueError, match="increasing"):
         theory.frequency_race(d1, q0, [1.0, 2.0], lr=0.01)
+
+
+def test_aligned_initial_contributions_predict_the_simulated_cnn():
+    from how_cnns_learn import data, simulate
+
+    d1 = data.designed_structure()
+    seeds, lr, sigma = [0], 0.01, 1e-4
+    run = simulate.train_linear_cnn(data.structure_items(d1), d1, lr=lr, steps=300, init_scale=sigma, seeds=seeds)
+    W0, r0 = simulate.random_cnn_init(seeds, d1.n, d1.n, d1.p, sigma)
+    q0 = theory.aligned_initial_contributions(d1, W0, r0)
+    assert q0.shape == (1, d1.p, d1.n, d1.n) and np.all(q0 >= 0)
+    a, _ = theory.frequency_race(d1, q0[0], run.steps.astype(float), lr, method="gd")
+    energy = (W0**2).sum() + (r0**2).sum()
+    assert np.abs(a - run.mode_strength[:, 0]).max() < energy  # mode 2 is through its stage by step 300
+    raw = np.where(np.abs(np.fft.fft2(d1.phi)) > 1e-9, np.abs(np.fft.fft2(r0[0, 0])) ** 2 * np.abs(np.fft.fft2(d1.phi)) / 64, 0)
+    a_raw, _ = theory.frequency_race(d1, raw, run.steps.astype(float), lr, method="gd")
+    assert np.abs(a_raw - run.mode_strength[:, 0]).max() > 100 * energy
+
+
+def test_aligned_initial_strengths_of_an_aligned_fcnn_are_its_mode_strengths():
+    from how_cnns_learn import data, simulate
+
+    d1 = data.designed_structure()
+    W1, W2 = simulate.aligned_fcnn_init(d1, hidden=8, a0=1e-3)
+    np.testing.assert_allclose(theory.aligned_initial_strengths(d1, W1, W2), 1e-3, rtol=1e-12)
+
+
+def test_whitened_units_rise_to_their_heights_at_their_rates():
+    from how_cnns_learn import data, fourier
+
+    d1 = data.designed_structure()
+    spectrum = np.abs(fourier.dft2(d1.phi))
+    q0 = np.where(spectrum > 1e-9, 1e-8, 0.0)
+    a, q = theory.whitened_units_gd(d1, q0, 3000, lr=0.01)
+    np.testing.assert_allclose(q[-1], d1.s[:, None, None] * spectrum**2 / d1.n**2, atol=1e-12)
+    np.testing.assert_allclose(a[-1], d1.s, rtol=1e-9)
+    growth = np.log(q[1, 2, 2, 2] / q[0, 2, 2, 2])  # early: (1 + η s|Φ|)² per step
+    assert growth == pytest.approx(2 * np.log1p(0.01 * d1.s[2] * spectrum[2, 2, 2]), rel=1e-6)

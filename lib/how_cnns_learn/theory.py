@@ -33,6 +33,9 @@ __all__ = [
     "frequency_growth_rate",
     "frequency_race",
     "frequency_targets",
+    "aligned_initial_contributions",
+    "aligned_initial_strengths",
+    "whitened_units_gd",
     "frequency_growth_per_step",
     "mode_strength",
     "mode_strength_discrete",
@@ -300,6 +303,94 @@ def frequency_targets(structure: DatasetStructure) -> NDArray[np.complexfloating
     """
     spectrum = dft2(structure.phi)  # (p, n, n)
     return np.einsum("ia,ajk->ijk", structure.U * structure.s, np.conj(spectrum)) / structure.n
+
+
+def aligned_initial_contributions(
+    structure: DatasetStructure, W: ArrayLike, kernel: ArrayLike
+) -> NDArray[np.floating]:
+    """Effective initial contributions ``q_j(0)`` of a one-channel linear CNN from random init, ``(B, p, n, n)``.
+
+    While ``a_α ≈ 0`` the loss is bilinear in the weights and, at frequency ``j`` of mode ``α``, only two numbers
+    move: ``λ_j = (Q r̃)_j`` and ``ω_j = u_αᵀ(Q W)_j e^{−iθ_j}`` (``θ_j`` the phase of ``Φ_αj``). Gradient descent maps
+    ``(ω, λ) ← (ω + η s_α|Φ_αj| λ, λ + η s_α|Φ_αj| ω)``, so the balanced part ``z_j = (ω_j + λ_j)/2`` grows by
+    ``1 + η s_α|Φ_αj|`` per step and the unbalanced part ``(ω_j − λ_j)/2`` decays. The mode strength is then carried
+    by the aligned, balanced units with contributions ``q_j(0) = |Φ_αj| |z_j|²/n²``: the initial condition of the
+    reduced race (:func:`frequency_race`) that reproduces the network from ``t = 0``. The neglected parts (the
+    decaying combination, the output components orthogonal to ``u_α``) are of relative size ``O(σ²/q)``.
+
+    Args:
+        structure: modes with disjoint Fourier supports (A3), orthonormal ``φ_α`` and ``u_α``.
+        W: ``(B, p, 1, n, n)`` initial dense weights (one channel).
+        kernel: ``(B, 1, n, n)`` initial embedded kernels.
+    """
+    W_ = np.asarray(W, dtype=float)
+    r_ = np.asarray(kernel, dtype=float)
+    p, n = structure.p, structure.n
+    if W_.ndim != 5 or W_.shape[1:] != (p, 1, n, n) or r_.shape != (W_.shape[0], 1, n, n):
+        raise ValueError(f"need W (B, {p}, 1, {n}, {n}) and kernel (B, 1, {n}, {n}), got {W_.shape}, {r_.shape}")
+    spectrum = dft2(structure.phi)  # (p, n, n)
+    lam = np.fft.fft2(r_[:, 0])  # (B, n, n)
+    omega = np.einsum("ia,bijk->bajk", structure.U, np.fft.fft2(W_[:, :, 0]))  # (B, p, n, n): u_αᵀ Ŵ_j
+    amplitude = np.abs(spectrum)
+    phase = np.where(amplitude > 0, np.conj(spectrum) / np.where(amplitude > 0, amplitude, 1.0), 0.0)
+    z = 0.5 * (omega * phase[None] + lam[:, None])
+    return amplitude[None] * np.abs(z) ** 2 / n**2
+
+
+def aligned_initial_strengths(structure: DatasetStructure, W1: ArrayLike, W2: ArrayLike) -> NDArray[np.floating]:
+    """Effective initial mode strengths of a two-layer linear FCNN from random init, ``(B, p)``.
+
+    With ``x_α = W₂ᵀu_α`` and ``y_α = W₁φ_α`` (both ``(h,)``), early gradient descent maps
+    ``(x, y) ← (x + η s_α y, y + η s_α x)``: ``(x + y)/2`` grows by ``1 + η s_α`` per step and ``a_α = x·y`` becomes
+    ``|x₀ + y₀|²/4 · (1 + η s_α)^{2t}``. ``|x₀ + y₀|²/4`` is the ``a₀`` of the aligned closed form
+    (:func:`mode_strength_discrete`) that reproduces the network. Needs ``Σ_xx φ_α = φ_α`` and orthonormal modes.
+    """
+    W1_, W2_ = np.asarray(W1, dtype=float), np.asarray(W2, dtype=float)
+    p = structure.p
+    if W1_.ndim != 3 or W2_.ndim != 3 or W2_.shape[1] != p or W1_.shape[2] != structure.n**2:
+        raise ValueError(f"need W1 (B, h, {structure.n ** 2}) and W2 (B, {p}, h), got {W1_.shape}, {W2_.shape}")
+    x = np.einsum("ia,bih->bah", structure.U, W2_)
+    y = np.einsum("bhd,ad->bah", W1_, structure.phi.reshape(p, -1))
+    return (np.abs(x + y) ** 2).sum(-1) / 4
+
+
+def whitened_units_gd(
+    structure: DatasetStructure, q0: ArrayLike, steps: int, lr: float
+) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
+    """Exact GD map of the independent frequency units of a one-channel full-kernel CNN on whitened data (``Σ_xx = I``).
+
+    With ``Σ_xx = I`` every frequency ``j`` of mode ``α`` is its own aligned, balanced unit with target contribution
+    ``h_j = s_α|Φ_αj|²/n²`` and rate ``2η s_α|Φ_αj|`` per step: ``q_j ← q_j (1 + η|Φ_αj|(s_α − n² q_j/|Φ_αj|²))²``
+    (the A1 race of :func:`frequency_race` with the shared ``a_α`` replaced by the unit's own ``n² q_j/|Φ_αj|²``).
+
+    Args:
+        structure: modes with disjoint Fourier supports (A3).
+        q0: ``(p, n, n)`` initial contributions (e.g. :func:`aligned_initial_contributions`); entries outside each
+            mode's support are ignored.
+        steps: number of GD steps; every step is returned.
+        lr: learning rate η.
+
+    Returns ``a`` ``(steps + 1, p)`` and ``q`` ``(steps + 1, p, n, n)``.
+    """
+    p, n = structure.p, structure.n
+    q_init = np.asarray(q0, dtype=float)
+    if q_init.shape != (p, n, n) or np.any(q_init < 0):
+        raise ValueError(f"q0 must be non-negative with shape ({p}, {n}, {n}), got {q_init.shape}")
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    _positive("lr", lr)
+    amplitude = np.abs(dft2(structure.phi))
+    support = amplitude > 1e-9 * amplitude.reshape(p, -1).max(1)[:, None, None]
+    if np.any(support.sum(axis=0) > 1):
+        raise ValueError("the modes' Fourier supports overlap (assumption A3); the units are not separable")
+    safe = np.where(support, amplitude, 1.0)
+    q_now = np.where(support, q_init, 0.0)
+    out = np.empty((steps + 1, p, n, n))
+    out[0] = q_now
+    for k in range(steps):
+        q_now = q_now * (1.0 + lr * amplitude * (structure.s[:, None, None] - n**2 * q_now / safe**2)) ** 2
+        out[k + 1] = q_now
+    return out.sum(axis=(2, 3)), out
 
 
 def weight_decay_optimum(
