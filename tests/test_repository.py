@@ -139,3 +139,28 @@ def test_no_string_in_a_chapter_holds_a_control_character(chapter: Path):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and _CONTROL.search(node.value):
                 bad.append(repr(node.value)[:60])
     assert bad == [], f"{chapter.stem}: strings with control characters (use a raw string or unicode): {bad}"
+
+
+COLAB_LIKE_MODULES = {"how_cnns_learn", "numpy", "scipy", "pandas", "matplotlib", "seaborn", "sklearn", "skimage",
+                      "torch", "tqdm", "IPython"}
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=[c.stem for c in CHAPTERS])
+def test_a_chapter_imports_only_what_a_launched_notebook_has(chapter: Path):
+    """A published notebook runs on Colab with the library installed: chapters import the library, the scientific
+    stack and the standard library only (not MyST-NB, jupytext or papermill; `repro.glue` stands in for MyST-NB's)."""
+    import ast
+    import sys
+
+    imported = set()
+    for cell in jupytext.read(chapter).cells:
+        if cell.cell_type != "code":
+            continue
+        source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+    extra = imported - COLAB_LIKE_MODULES - set(sys.stdlib_module_names)
+    assert not extra, f"{chapter.stem} imports {sorted(extra)}, which a launched notebook does not have"
