@@ -273,22 +273,28 @@ def digits(preprocessing: str = "centred") -> TrainingSet:
     return TrainingSet(inputs=images, targets=np.eye(10)[bunch.target], reduction="mean")
 
 
-def digits_with_grating_cue(amplitude: float = 0.225, seed: int = 0) -> TrainingSet:
+def digits_with_grating_cue(amplitude: float = 0.225) -> TrainingSet:
     """Digits (D5) plus an independent second task whose cue is a pure grating (the book's discriminating variant).
 
-    Every image gets ``±amplitude`` times the unit-norm checkerboard ``c(4, 4)`` (the Nyquist frequency, almost absent
-    from the smooth digits), the sign drawn at random (``seed``); two extra one-hot outputs report the sign. The cue
-    adds one structural mode with ``s ≈ 0.71·amplitude`` and ``Φ* ≈ n``: a mid-sized mode that is a near-perfect
-    match to the Fourier basis. Pixels are then centred again; targets ``(N, 12)``; mean loss.
+    The unit-norm checkerboard ``c = c(4, 4)`` (the Nyquist frequency, almost absent from the smooth digits) is first
+    projected out of every digit image; then every image appears twice, once with ``+amplitude·c`` and once with
+    ``−amplitude·c``, and two extra one-hot outputs report the sign. The pairing makes the cue exactly uncorrelated
+    with the digits (their cross terms in ``Σ_yx`` and ``Σ_xx`` cancel), and the projection makes the digit rows of
+    ``Σ_yx`` orthogonal to ``c``: the SVD splits exactly into the nine digit modes and one cue mode with
+    ``φ = c`` (``Φ* = n``), ``s = amplitude/√2`` and ``d = amplitude²``, a mid-sized mode that matches the Fourier
+    basis perfectly. Targets ``(2N, 12)``; mean loss; the data are deterministic.
     """
     if not amplitude > 0:
         raise ValueError(f"amplitude must be > 0, got {amplitude}")
     base = digits()
-    sign = np.random.default_rng(seed).choice([-1.0, 1.0], size=base.inputs.shape[0])
-    images = base.inputs + amplitude * sign[:, None, None] * cosine_image(base.inputs.shape[-1], 4, 4)
+    checker = cosine_image(base.inputs.shape[-1], 4, 4)
+    clean = base.inputs - np.einsum("nij,ij->n", base.inputs, checker)[:, None, None] * checker
+    images = np.concatenate([clean + amplitude * checker, clean - amplitude * checker])
     images -= images.mean(axis=0, keepdims=True)
-    cue = np.stack([sign > 0, sign < 0], axis=1).astype(float)
-    return TrainingSet(inputs=images, targets=np.concatenate([base.targets, cue], axis=1), reduction="mean")
+    n_items = base.inputs.shape[0]
+    cue = np.repeat(np.eye(2), n_items, axis=0)
+    targets = np.concatenate([np.concatenate([base.targets, base.targets]), cue], axis=1)
+    return TrainingSet(inputs=images, targets=targets, reduction="mean")
 
 
 CUE_CONFLICT_GRATINGS = ((1, 3), (3, 1), (2, 5), (5, 2))
