@@ -78,8 +78,12 @@ def test_winner_growth_matches_noise_free_sgd():
         overlap = run.key_overlap[:, 0, cls][:, winners]
         growth = overlap[-1] - overlap[0]
         np.testing.assert_allclose(growth, growth[0], rtol=1e-12)  # one common increment for all winners
-        n_class = int((np.diff(overlap[:, 0]) > 0).sum())  # samples of this class seen
+        n_class = int((np.diff(overlap[:, 0]) > 1e-12).sum())  # samples of this class seen (not rounding-level steps)
         c = kp.winner_growth(overlap[0].sum(), int(winners.sum()), n_class, 0.1, k=9, class_fraction=1.0)
         np.testing.assert_allclose(growth[0], c[-1], rtol=0.05)
     with pytest.raises(ValueError, match="n_winners"):
         kp.winner_growth(0.0, 0, 10, 0.1)
+    # a positive offset in y·f lowers g and so the growth; a constant offset equals a shifted initial overlap sum
+    assert kp.winner_growth(0.0, 2, 100, 0.1, offset=0.5)[-1] < kp.winner_growth(0.0, 2, 100, 0.1)[-1]
+    np.testing.assert_allclose(kp.winner_growth(0.0, 2, 100, 0.1, k=9, offset=0.5), kp.winner_growth(4.5, 2, 100, 0.1, k=9),
+                               rtol=1e-12)

@@ -145,14 +145,17 @@ def patch_agop(run: KeyPatternRun, patches: NDArray[np.floating]) -> NDArray[np.
 
 
 def winner_growth(
-    initial_overlap_sum: float, n_winners: int, steps: int, lr: float, k: int = 9, class_fraction: float = 0.5
+    initial_overlap_sum: float, n_winners: int, steps: int, lr: float, k: int = 9, class_fraction: float = 0.5,
+    offset: float | NDArray[np.floating] = 0.0,
 ) -> NDArray[np.floating]:
     """Predicted common growth ``c(t)`` ``(steps + 1,)`` of the key overlaps of one class's winners, without noise.
 
     By eq. (eq-key-update) every winner of a class gains the same ``(η/k) g`` on each sample of its class, so
     ``o_j(t) = o_j(0) + c(t)``; with ``f ≈ (Σ_j o_j(0) + n_w c)/k`` on a sample of the class (the ReLUs of the
     common patterns neglected) and ``g = 1/(1 + e^f)``, the expected growth follows the map
-    ``c ← c + class_fraction · (η/k) / (1 + e^{(Σ o_j(0) + n_w c)/k})`` (one step per sample of either class).
+    ``c ← c + class_fraction · (η/k) / (1 + e^{(Σ o_j(0) + n_w c)/k + b_t})`` (one step per sample of either class).
+    ``offset`` ``b_t`` (a scalar or one value per step) adds what the map neglects to ``y f``: the ReLUs of the
+    common patterns and of the other class's filters on this class's key.
 
     >>> float(winner_growth(0.0, 1, 1, 0.1, k=9)[-1]) == 0.5 * 0.1 / 9 * 0.5
     True
@@ -160,7 +163,8 @@ def winner_growth(
     if n_winners < 1 or steps < 0 or not lr > 0 or k < 1 or not 0 < class_fraction <= 1:
         raise ValueError(f"need n_winners >= 1, steps >= 0, lr > 0, k >= 1, 0 < class_fraction <= 1; got "
                          f"{n_winners}, {steps}, {lr}, {k}, {class_fraction}")
+    b = np.broadcast_to(np.asarray(offset, dtype=float), (steps,))
     c = np.zeros(steps + 1)
     for t in range(steps):
-        c[t + 1] = c[t] + class_fraction * (lr / k) / (1.0 + np.exp((initial_overlap_sum + n_winners * c[t]) / k))
+        c[t + 1] = c[t] + class_fraction * (lr / k) / (1.0 + np.exp((initial_overlap_sum + n_winners * c[t]) / k + b[t]))
     return c
