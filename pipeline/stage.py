@@ -53,7 +53,7 @@ def _claim_rows(claims: list[Claim], kind: str) -> str:
                  f"{_cell(format_value(c.expected))} ({_cell(c.tolerance)}; {_cell(c.provenance)}: "
                  f"{_cell(_with_equation_roles(c.theory))})"]
         if kind == "result":
-            cells += [_cell(c.alternative_text()), _cell(c.tolerance_from)]
+            cells += [_cell(c.alternative_text(label=_with_equation_roles)), _cell(_with_equation_roles(c.tolerance_from))]
         cells.append("✓" if c.passed else "✗ FAIL")
         rows.append("| " + " | ".join(cells) + " |")
     if kind == "result":

@@ -185,13 +185,16 @@ class Claim:
             return f"{len(self.measured)} values; worst {self.worst}"
         return format_value(self.measured)
 
-    def alternative_text(self) -> str:
-        """``'label' (value): margin 3.2×`` — the rejected (or not) rival of a result."""
+    def alternative_text(self, escape: Any = None, label: Any = None) -> str:
+        """``'label' (value): rejected, margin 3.2×`` — the rival of a result. ``escape`` formats the plain parts and
+        ``label`` the rival's label (which may cite equations), for HTML or MyST; plain text by default."""
         if self.kind != "result":
             return ""
+        escape = escape or (lambda text: text)
+        label = label or escape
         verdict = "rejected" if self.alternative_rejected else "NOT rejected"
         margin = f", margin {self.margin:.3g}×" if self.margin is not None and math.isfinite(self.margin) else ""
-        return f"‘{self.alternative}’ ({format_value(self.alternative_value)}): {verdict}{margin}"
+        return f"‘{label(self.alternative)}’ " + escape(f"({format_value(self.alternative_value)}): {verdict}{margin}")
 
     def summary(self) -> str:
         """One line for logs and error messages."""
@@ -235,8 +238,8 @@ class Claim:
         )
         if not sanity:
             body += (
-                f"<br><span class='claim-alternative' style='{muted}'>rival: {esc(self.alternative_text())}"
-                + (f"; tolerance from {esc(self.tolerance_from)}" if self.tolerance_from else "")
+                f"<br><span class='claim-alternative' style='{muted}'>rival: {self.alternative_text(esc, theory)}"
+                + (f"; tolerance from {theory(self.tolerance_from)}" if self.tolerance_from else "")
                 + "</span>"
             )
         css = f"claim-badge claim-{self.kind} claim-{state}"
@@ -606,8 +609,8 @@ class ClaimSet:
                 "reference": f"{theory(c.theory)} {esc('[' + c.provenance + ']')}",
             }
             if kind == "result":
-                row["rival: verdict, margin"] = esc(c.alternative_text())
-                row["tolerance from"] = esc(c.tolerance_from)
+                row["rival: verdict, margin"] = c.alternative_text(esc, theory)
+                row["tolerance from"] = theory(c.tolerance_from)
             row["pass"] = "✓" if c.passed else "✗ FAIL"
             rows.append(row)
         return pd.DataFrame(rows)
