@@ -39,6 +39,7 @@ def _prose_paragraphs(page: Path) -> list[str]:
         text = page.read_text()
     text = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
     text = re.sub(r"^\$\$.*?^\$\$", "", text, flags=re.M | re.S)
+    text = re.sub(r"^#+ .*$", "", text, flags=re.M)  # titles name papers in plain text (navigation has no roles)
     return [p for p in re.split(r"\n\s*\n", text) if p.strip()]
 
 
