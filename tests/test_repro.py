@@ -60,3 +60,20 @@ def test_glue_returns_its_value_with_or_without_myst_nb(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_myst_nb)
     assert repro.glue("x", 1.5) == 1.5  # a launched notebook without MyST-NB still runs
+
+
+def test_glue_turns_numpy_scalars_into_python_numbers(monkeypatch):
+    import sys
+    import types
+
+    import numpy as np
+
+    from how_cnns_learn import repro
+
+    glued = {}
+    fake = types.ModuleType("myst_nb")
+    fake.glue = lambda name, value, display=True: glued.update({name: value})
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)
+    assert repro.glue("x", np.float64(1.25)) == 1.25
+    repro.glue("n", np.array(3))
+    assert type(glued["x"]) is float and repr(glued["x"]) == "1.25" and type(glued["n"]) is int

@@ -118,8 +118,11 @@ def glue(name: str, value: Any) -> Any:
     """Make ``value`` available to the page's prose as ``{glue:text}`name``` (MyST-NB) and return it.
 
     Where MyST-NB is not installed (a notebook launched on Colab, a reader's environment) the value is only
-    returned: the chapter still runs, its prose just has nothing to fill in.
+    returned: the chapter still runs, its prose just has nothing to fill in. numpy scalars are glued as Python
+    numbers (MyST-NB formats ``{glue:text}`name:.3f``` from the text form, and ``np.float64(…)`` is not a number).
     """
+    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        value = value.item()
     try:
         from myst_nb import glue as myst_glue
     except ImportError:
