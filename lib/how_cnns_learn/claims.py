@@ -239,7 +239,8 @@ class Claim:
         if not sanity:
             body += (
                 f"<br><span class='claim-alternative' style='{muted}'>rival: {self.alternative_text(esc, theory)}"
-                + (f"; tolerance from {theory(self.tolerance_from)}" if self.tolerance_from else "")
+                + (f"; tolerance from {theory(self.tolerance_from)}"
+                   if self.tolerance_from and self.tolerance != "exact" else "")
                 + "</span>"
             )
         css = f"claim-badge claim-{self.kind} claim-{state}"
