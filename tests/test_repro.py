@@ -33,7 +33,8 @@ def test_chapter_setup_rejects_bad_parameters(quick, seed):
 def test_environment_report_names_what_a_reader_needs():
     ctx = repro.chapter_setup(quick=True, seed=0, device="cpu")
     report = repro.environment_report(ctx)
-    for key in ("python", "torch", "git commit", "lib hash", "device", "run time [s]", "parameters"):
+    for key in ("python", "torch", "git commit", "lib hash", "device used", "device requested", "run time [s]",
+                "parameters"):
         assert key in report.index
     assert len(repro.lib_hash()) == 12
 
@@ -77,3 +78,31 @@ def test_glue_turns_numpy_scalars_into_python_numbers(monkeypatch):
     assert repro.glue("x", np.float64(1.25)) == 1.25
     repro.glue("n", np.array(3))
     assert type(glued["x"]) is float and repr(glued["x"]) == "1.25" and type(glued["n"]) is int
+
+
+def test_check_device_names_the_parameter():
+    assert repro.check_device("cpu") == torch.device("cpu")
+    assert repro.check_device(torch.device("meta")).type == "meta"
+    assert repro.check_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device: unknown device 'tpu0'"):
+        repro.check_device("tpu0")
+    with pytest.raises(ValueError, match="target_device must be"):
+        repro.check_device(3, name="target_device")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='cuda' was asked for but CUDA is not available"):
+            repro.check_device("cuda")
+
+
+def test_the_footer_reports_the_devices_the_trainers_reported():
+    ctx = repro.chapter_setup(quick=True, seed=0, device="cpu")
+    assert repro.devices_used() == {}
+    assert "no torch trainer ran" in repro.environment_report(ctx).loc["device used", "value"]
+    repro.record_device(torch.zeros(1, device="meta"), by="toy_trainer")
+    repro.record_device(torch.nn.Linear(2, 2), by="other_trainer")
+    repro.record_device("meta", by="toy_trainer")
+    assert repro.devices_used() == {"meta": ["toy_trainer"], "cpu": ["other_trainer"]}
+    report = repro.environment_report(ctx)
+    assert report.loc["device used", "value"] == "meta (toy_trainer); cpu (other_trainer)"
+    assert report.loc["device requested", "value"] == "cpu"
+    repro.chapter_setup(quick=True, seed=0, device="cpu")  # a new chapter starts with an empty registry
+    assert repro.devices_used() == {}

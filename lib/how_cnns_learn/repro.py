@@ -3,6 +3,15 @@
 Every chapter starts with a papermill ``parameters`` cell holding ``quick`` (bool), ``seed`` (int)
 and ``device`` (``"auto"``, ``"cpu"`` or ``"cuda"``), then calls :func:`chapter_setup`, which
 validates them, seeds every generator, picks the device and starts the chapter's clock.
+
+**Where the work ran.** Every trainer of the library takes ``device`` and validates it with
+:func:`check_device` (an unknown name, or ``"cuda"`` on a machine without CUDA, is a ``ValueError`` naming the
+parameter), then reports the device its tensors actually lived on with :func:`record_device` (``by`` names the
+trainer). The reports go to a small process-wide registry that :func:`chapter_setup` empties;
+:func:`devices_used` returns it (``{device: [trainers]}``) and :func:`environment_report` prints it in the
+chapter footer as ``device used``, next to ``device requested``, so the page says where the work ran rather than
+what was asked for. A new trainer does the same: ``dev = check_device(device)`` on entry, then
+``record_device(tensor_or_device, by="my_trainer")`` once its model and data are placed.
 """
 
 from __future__ import annotations
@@ -25,10 +34,14 @@ import torch
 __all__ = [
     "ChapterContext",
     "chapter_setup",
+    "check_device",
+    "devices_used",
     "environment_report",
     "glue",
     "progress_bar",
     "lib_hash",
+    "record_device",
+    "reset_devices_used",
     "resolve_device",
     "seed_everything",
 ]
@@ -57,12 +70,75 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` → CUDA when available, else CPU; ``"cpu"``/``"cuda"`` as asked (error if unavailable)."""
     name = str(device)
     if name not in _DEVICES and not name.startswith("cuda:"):
-        raise ValueError(f"unknown device {device!r}; use one of {_DEVICES} or 'cuda:<index>'")
+        raise ValueError(f"parameter device: unknown device {device!r}; use one of {_DEVICES} or 'cuda:<index>'")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but CUDA is not available on this machine")
+        raise ValueError(f"parameter device={device!r} was asked for but CUDA is not available on this machine")
     return torch.device(name)
+
+
+def check_device(device: str | torch.device, name: str = "device") -> torch.device:
+    """Validate a trainer's ``device`` argument and return it as a ``torch.device``.
+
+    Accepts a ``torch.device`` or any name torch knows (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"meta"``, …) and
+    ``"auto"`` (CUDA when present, else CPU). Raises ``ValueError`` naming the parameter ``name`` for a value that
+    is not a device, an unknown device name, or a CUDA device on a machine without CUDA (or without that index).
+    """
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str):
+        if device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"{name}: unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:<index>' "
+                             "or another torch device name") from None
+    else:
+        raise ValueError(f"{name} must be a device name (str) or a torch.device, got {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{name}={str(device)!r} was asked for but CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{name}={str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"{name}={str(device)!r} was asked for but MPS is not available on this machine")
+    return dev
+
+
+_DEVICES_USED: dict[str, list[str]] = {}
+
+
+def record_device(where: torch.device | str | torch.Tensor | torch.nn.Module, by: str) -> torch.device:
+    """Report that the work of ``by`` (a trainer's name) ran on ``where``; returns the device.
+
+    ``where`` may be a device, a tensor (its device) or a module (the device of its first parameter or buffer,
+    CPU for a module without any). CUDA devices are recorded with their index (``cuda:0``).
+    """
+    if isinstance(where, torch.Tensor):
+        dev = where.device
+    elif isinstance(where, torch.nn.Module):
+        tensor = next(iter([*where.parameters(), *where.buffers()]), None)
+        dev = tensor.device if tensor is not None else torch.device("cpu")
+    else:
+        dev = torch.device(where)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    users = _DEVICES_USED.setdefault(str(dev), [])
+    if by not in users:
+        users.append(by)
+    return dev
+
+
+def devices_used() -> dict[str, list[str]]:
+    """The devices reported by :func:`record_device` since the last reset: ``{device: [trainers, in order]}``."""
+    return {dev: list(users) for dev, users in _DEVICES_USED.items()}
+
+
+def reset_devices_used() -> None:
+    """Empty the registry of :func:`record_device` (:func:`chapter_setup` calls it)."""
+    _DEVICES_USED.clear()
 
 
 _LIB_DIR = Path(__file__).resolve().parent
@@ -111,6 +187,7 @@ def chapter_setup(quick: Any, seed: Any, device: Any) -> ChapterContext:
     if not isinstance(quick, bool):
         raise ValueError(f"parameter quick must be True or False, got {quick!r}")
     rng = seed_everything(seed)
+    reset_devices_used()
     return ChapterContext(quick=quick, seed=int(seed), device=resolve_device(device), rng=rng)
 
 
@@ -146,15 +223,27 @@ def progress_bar(iterable: Any, *, desc: str = "", enabled: bool = True, **optio
     return tqdm(iterable, desc=desc, **options)
 
 
+def _device_used_text(requested: torch.device) -> str:
+    used = devices_used()
+    if not used:
+        return "cpu (no torch trainer ran: numpy/torch on the CPU)"
+    return "; ".join(f"{dev} ({', '.join(users)})" for dev, users in used.items())
+
+
 def environment_report(context: ChapterContext) -> pd.DataFrame:
-    """The footer every chapter ends with: versions, git commit, lib hash, device, run time, parameters."""
+    """The footer every chapter ends with: versions, git commit, lib hash, devices, run time, parameters.
+
+    ``device used`` lists the devices the library's trainers reported (:func:`record_device`) since
+    :func:`chapter_setup`, each with the trainers that ran there; ``device requested`` is the chapter parameter.
+    """
     versions = {name: metadata.version(name) for name in ("numpy", "scipy", "torch", "pandas", "seaborn")}
     rows = {
         "python": platform.python_version(),
         **versions,
         "git commit": _git_commit(),
         "lib hash": lib_hash(),
-        "device": str(context.device),
+        "device used": _device_used_text(context.device),
+        "device requested": str(context.device),
         "torch threads": str(torch.get_num_threads()),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "unset"),
         "run time [s]": f"{time.perf_counter() - context.started:.1f}",
