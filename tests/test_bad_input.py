@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from how_cnns_learn import bottleneck, claims, data, fourier, models, repro, simulate, theory
+from how_cnns_learn import bottleneck, claims, data, fourier, models, repro, simulate, theory, training
 
 D1 = data.designed_structure()
 TRAIN = data.structure_items(D1)
@@ -42,11 +42,11 @@ CASES = [
     ("model input of wrong shape", lambda: models.LinearCNN(8, 3, 3)(torch.zeros(2, 7, 7, dtype=torch.float64)), "expects inputs"),
     ("model kernel too large", lambda: models.LinearCNN(8, 9, 3), "kernel_size"),
     ("small CNN with even kernel", lambda: models.SmallReLUCNN(kernel_size=2), "odd kernel_size"),
-    ("classifier with no epochs", lambda: simulate.train_classifier(models.SmallReLUCNN(), data.digits(), epochs=0), "bad settings"),
+    ("classifier with no epochs", lambda: training.train_classifier(models.SmallReLUCNN(), data.digits(), epochs=0), "bad settings"),
     ("cue conflict with too few items", lambda: data.cue_conflict(n_train=2), "n_train"),
-    ("classifier with unknown loss", lambda: simulate.train_classifier(models.SmallReLUCNN(), data.digits(), loss="hinge"), "loss"),
-    ("classifier with unknown optimizer", lambda: simulate.train_classifier(models.SmallReLUCNN(), data.digits(), optimizer="gd"), "optimizer"),
-    ("classifier with empty batches", lambda: simulate.train_classifier(models.SmallReLUCNN(), data.digits(), batch_size=0), "batch_size"),
+    ("classifier with unknown loss", lambda: training.train_classifier(models.SmallReLUCNN(), data.digits(), loss="hinge"), "loss"),
+    ("classifier with unknown optimizer", lambda: training.train_classifier(models.SmallReLUCNN(), data.digits(), optimizer="gd"), "optimizer"),
+    ("classifier with empty batches", lambda: training.train_classifier(models.SmallReLUCNN(), data.digits(), batch_size=0), "batch_size"),
     ("conv classifier kernel too large", lambda: models.ConvClassifier(16, 4, (17,)), "kernel_sizes"),
     ("unknown device", lambda: repro.resolve_device("tpu"), "unknown device"),
     ("quick not a bool", lambda: repro.chapter_setup(quick="yes", seed=0, device="cpu"), "quick"),
@@ -58,6 +58,21 @@ CASES = [
     ("bottleneck depth zero", lambda: bottleneck.representation_cost(np.ones((4, 1, 1)), 0), "positive integer"),
     ("bottleneck band too wide", lambda: bottleneck.band_mask(8, 4), "K < d/2"),
     ("bottleneck downsample range", lambda: bottleneck.CircularCNN([1, 2, 2, 1], 8, downsample=(1, 2)), "first <= last"),
+    # issue #21 §3: what a user trying the library on their own data ran into
+    ("s as a list of the wrong length", lambda: data.DatasetStructure(D1.U, [3.0, 2.0], D1.phi), "inconsistent structure"),
+    ("s as a nested list", lambda: data.DatasetStructure(D1.U, [[3.0, 2.0, 1.0]], D1.phi), "s must be one-dimensional"),
+    ("s as text", lambda: data.DatasetStructure(D1.U, ["a", "b", "c"], D1.phi), "s must be a real floating array"),
+    ("unsorted s", lambda: data.DatasetStructure(D1.U, [1.0, 3.0, 2.0], D1.phi), "s must be sorted in decreasing order"),
+    ("float32 phi not orthonormal", lambda: data.DatasetStructure(D1.U.astype(np.float32), D1.s, 1.01 * D1.phi.astype(np.float32)), "orthonormal"),
+    ("negative seed as an int", lambda: simulate.train_linear_fcnn(TRAIN, D1, lr=0.01, steps=1, seeds=-1), "seeds"),
+    ("unstable learning rate (CNN)", lambda: simulate.train_linear_cnn(TRAIN, D1, lr=0.2, steps=1), "above the stability limit"),
+    ("unstable learning rate (FCNN)", lambda: simulate.train_linear_fcnn(TRAIN, D1, lr=0.4, steps=1), r"η·G = 1.2 ≥ 1"),
+    ("stability check of an unknown model", lambda: theory.check_learning_rate(0.01, D1, "rnn"), "model must be"),
+    ("transition width: structure with rate_factor", lambda: theory.transition_width(D1, 0.01, 2.0), "pass model="),
+    ("transition width: s with model", lambda: theory.transition_width(D1.s, 0.01, model="cnn"), "rate_factor"),
+    ("learning order of a run too short", lambda: theory.learning_order(simulate.train_linear_fcnn(TRAIN, D1, lr=0.01, steps=2)), "never reaches s/2"),
+    ("power fraction of a wrong-sized spectrum", lambda: theory.dominant_power_fraction(np.ones((2, 7, 7)), D1), "kernel_power must be"),
+    ("power fraction of mode 0", lambda: theory.dominant_power_fraction(np.ones((8, 8)), D1, modes=[0]), "1-based"),
 ]
 
 

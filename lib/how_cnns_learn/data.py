@@ -45,17 +45,53 @@ __all__ = [
 Reduction = Literal["sum", "mean"]
 
 
+def _orthonormality_tolerance(*arrays: NDArray[np.floating]) -> float:
+    """Absolute tolerance of an orthonormality check in the arrays' precision: ``√ε`` of their common dtype.
+
+    About half the digits: 1.5e-8 in float64 (an SVD is orthonormal to ~1e-15 there) and 3.5e-4 in float32
+    (where an SVD of 8×8 images is orthonormal to ~1e-6 only).
+    """
+    dtype = np.result_type(*[np.asarray(a).dtype for a in arrays])
+    return float(np.sqrt(np.finfo(dtype).eps))
+
+
+def _real_array(name: str, value: object) -> NDArray[np.floating]:
+    """``value`` as a numpy array (lists, tuples, scalars of ints become float64); an error naming ``name`` otherwise."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as err:  # ragged nested lists
+        raise ValueError(f"{name} must be an array of real numbers, got {type(value).__name__}: {err}") from None
+    if arr.dtype.kind in "iub":
+        arr = arr.astype(float)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"{name} must be a real floating array, got dtype {arr.dtype}")
+    return arr
+
+
 @dataclass(frozen=True)
 class DatasetStructure:
-    """``Σ_yx = Σ_α s_α u_α φ_αᵀ``: U ``(p, p)``, s ``(p,)`` decreasing, phi ``(p, n, n)`` orthonormal."""
+    """``Σ_yx = Σ_α s_α u_α φ_αᵀ``: U ``(p, p)``, s ``(p,)`` decreasing, phi ``(p, n, n)`` orthonormal.
+
+    **One mode order everywhere:** mode 1 has the largest ``s`` (``s`` non-increasing), as
+    :meth:`TrainingSet.structure` returns it; an unsorted ``s`` is refused rather than silently re-sorted (which would
+    relabel the modes). Array-likes are accepted (lists of numbers; integers become float64); float32 arrays are
+    checked at float32 precision (:func:`_orthonormality_tolerance`).
+
+    >>> DatasetStructure(U=[[1.0]], s=[2], phi=[[[0.5, 0.5], [0.5, 0.5]]]).s
+    array([2.])
+    """
 
     U: NDArray[np.floating]
     s: NDArray[np.floating]
     phi: NDArray[np.floating]
 
     def __post_init__(self) -> None:
+        for name in ("U", "s", "phi"):
+            object.__setattr__(self, name, _real_array(name, getattr(self, name)))
+        if self.s.ndim != 1:
+            raise ValueError(f"s must be one-dimensional (p,), got shape {self.s.shape}")
         p = self.s.shape[0]
-        if self.s.ndim != 1 or self.U.shape != (p, p) or self.phi.ndim != 3 or self.phi.shape[0] != p:
+        if self.U.shape != (p, p) or self.phi.ndim != 3 or self.phi.shape[0] != p:
             raise ValueError(
                 f"inconsistent structure: U {self.U.shape}, s {self.s.shape}, phi {self.phi.shape}; "
                 "expected U (p, p), s (p,), phi (p, n, n)"
@@ -63,17 +99,27 @@ class DatasetStructure:
         if self.phi.shape[1] != self.phi.shape[2]:
             raise ValueError(f"phi images must be square, got {self.phi.shape[1:]}")
         for name, arr in (("U", self.U), ("s", self.s), ("phi", self.phi)):
-            if not np.issubdtype(np.asarray(arr).dtype, np.floating):
-                raise ValueError(f"{name} must be a real floating array, got dtype {np.asarray(arr).dtype}")
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"{name} contains NaN or infinite values")
+        tol = _orthonormality_tolerance(self.U, self.phi)
         flat = self.phi.reshape(p, -1)
-        if not np.allclose(flat @ flat.T, np.eye(p), atol=1e-8):
-            raise ValueError("the images phi must be orthonormal (unit norm, mutually orthogonal)")
-        if not np.allclose(self.U.T @ self.U, np.eye(p), atol=1e-8):
-            raise ValueError("the columns of U must be orthonormal")
+        error = float(np.abs(flat @ flat.T - np.eye(p)).max())
+        if error > tol:
+            raise ValueError(
+                f"the images phi must be orthonormal (unit norm, mutually orthogonal): max |φφᵀ − I| = {error:.2g} "
+                f"exceeds {tol:.2g} (√ε of {np.result_type(self.phi.dtype)})"
+            )
+        error = float(np.abs(self.U.T @ self.U - np.eye(p)).max())
+        if error > tol:
+            raise ValueError(f"the columns of U must be orthonormal: max |UᵀU − I| = {error:.2g} exceeds {tol:.2g}")
         if np.any(self.s < 0):
             raise ValueError(f"singular values must be >= 0, got {self.s}")
+        if np.any(np.diff(self.s) > 0):
+            raise ValueError(
+                f"s must be sorted in decreasing order (mode 1 = largest s, the library's one mode order), got {self.s}; "
+                "sort it and permute the columns of U and the images phi alike: order = np.argsort(-s); "
+                "DatasetStructure(U[:, order], s[order], phi[order])"
+            )
 
     @property
     def n(self) -> int:
@@ -93,13 +139,24 @@ class DatasetStructure:
 
 @dataclass(frozen=True)
 class TrainingSet:
-    """Full-batch training data: inputs ``(N, n, n)``, targets ``(N, p)``, loss reduction."""
+    """Full-batch training data: inputs ``(N, n, n)``, targets ``(N, p)``, loss reduction.
+
+    Array-likes are accepted; both must be real floating arrays (integer images such as ``uint8`` pixels are
+    refused: scale them to floats first).
+    """
 
     inputs: NDArray[np.floating]
     targets: NDArray[np.floating]
     reduction: Reduction = "sum"
 
     def __post_init__(self) -> None:
+        for name in ("inputs", "targets"):
+            value = getattr(self, name)
+            if not isinstance(value, np.ndarray):  # lists, tuples: as arrays (the dtype is checked below)
+                try:
+                    object.__setattr__(self, name, np.asarray(value))
+                except (TypeError, ValueError) as err:
+                    raise ValueError(f"{name} must be an array, got {type(value).__name__}: {err}") from None
         if self.inputs.ndim != 3 or self.inputs.shape[1] != self.inputs.shape[2]:
             raise ValueError(f"inputs must have shape (N, n, n), got {self.inputs.shape}")
         if self.targets.ndim != 2 or self.targets.shape[0] != self.inputs.shape[0]:
@@ -136,7 +193,10 @@ class TrainingSet:
         return self.item_weight * X.T @ X
 
     def structure(self) -> DatasetStructure:
-        """SVD of ``Σ_yx`` with signs fixed so that each ``u_α`` has a positive largest-|·| entry."""
+        """SVD of ``Σ_yx`` with signs fixed so that each ``u_α`` has a positive largest-|·| entry.
+
+        Modes come in the library's one order, decreasing ``s`` (mode 1 = largest); in the precision of the inputs.
+        """
         n = self.inputs.shape[-1]
         U, s, Vt = np.linalg.svd(self.sigma_yx, full_matrices=False)
         p = self.targets.shape[1]

@@ -26,6 +26,11 @@ from .fourier import dft2, dft_matrix, dominant_frequency_mask, kernel_support
 
 __all__ = [
     "LN9",
+    "check_learning_rate",
+    "dominant_power_fraction",
+    "learning_order",
+    "shared_dominant_frequencies",
+    "stage_gains",
     "dominant_frequency_map",
     "fcnn_limit_map",
     "small_kernel_growth_modes",
@@ -108,13 +113,157 @@ def mode_strength_discrete(
     return out
 
 
-def transition_width(s: ArrayLike, lr: float, rate_factor: ArrayLike = 1.0) -> NDArray[np.floating]:
-    """10 %→90 % width of a stage, in steps: ``Δt = τ ln 9 / (g s)`` (independent of a₀).
+def transition_width(
+    s: ArrayLike | DatasetStructure, lr: float, rate_factor: ArrayLike = 1.0, *, model: str | None = None
+) -> NDArray[np.floating]:
+    """10 %→90 % width of a stage, in steps: ``Δt = τ ln 9 / G`` with the stage gain ``G`` (independent of a₀).
+
+    Two ways to call it:
+
+    * ``transition_width(s, lr, rate_factor)``: the one-mode formula ``G = g s`` (``g = 1`` FCNN, ``g = Φ*_α`` CNN).
+      It is only right for a CNN mode whose dominant frequencies no other mode uses; it cannot check that.
+    * ``transition_width(structure, lr, model="cnn" | "fcnn")``: the widths of all modes of a data set, with the
+      gains of :func:`stage_gains`, which detects modes that share dominant frequencies and gives them the merged
+      gain ``n‖t_j‖`` of the unit they share (chapter "shared dominant frequency", eq. (eq-merged)). Modes with
+      ``s_α = 0`` have no stage: width ``inf``.
 
     >>> round(float(transition_width(3.0, 0.01)), 1)   # FCNN mode s = 3 at η = 0.01
     73.2
+    >>> from how_cnns_learn.data import shared_pair_structure
+    >>> transition_width(shared_pair_structure(), 0.01, model="cnn").round(1)   # modes 1 and 3 merge
+    array([12.3, 19.4, 12.3])
     """
+    if isinstance(s, DatasetStructure):
+        if np.any(np.asarray(rate_factor) != 1.0):
+            raise ValueError("transition_width(structure, ...) takes the gains from the structure: pass model=, not rate_factor")
+        gains = stage_gains(s, model if model is not None else "")
+        lr_ = _positive("lr", lr)
+        with np.errstate(divide="ignore"):
+            return np.where(gains > 0, LN9 / (lr_ * np.where(gains > 0, gains, 1.0)), np.inf)
+    if model is not None:
+        raise ValueError("model= is for transition_width(structure, lr, model=...); with s given use rate_factor")
     return LN9 / (_positive("rate_factor", rate_factor) * _positive("s", s) * _positive("lr", lr))
+
+
+def shared_dominant_frequencies(structure: DatasetStructure, rel_tol: float = 1e-3) -> list[tuple[int, int]]:
+    """Pairs ``(α, β)``, ``α < β`` (1-based mode numbers), of modes whose dominant frequencies coincide.
+
+    A dominant frequency of mode ``α`` is one where ``|Φ_αj|`` is within ``rel_tol`` of ``Φ*_α``
+    (:func:`~how_cnns_learn.fourier.dominant_frequency_mask`). Modes with ``s_α = 0`` carry no structure and are
+    left out. The one-mode stage formula ``τ ln 9/(s_αΦ*_α)`` assumes this list is empty.
+
+    >>> from how_cnns_learn.data import designed_structure, shared_pair_structure
+    >>> shared_dominant_frequencies(shared_pair_structure()), shared_dominant_frequencies(designed_structure())
+    ([(1, 3)], [])
+    """
+    masks = dominant_frequency_mask(structure.phi, rel_tol)
+    live = structure.s > 0
+    return [
+        (a + 1, b + 1)
+        for a in range(structure.p)
+        for b in range(a + 1, structure.p)
+        if live[a] and live[b] and bool(np.any(masks[a] & masks[b]))
+    ]
+
+
+def stage_gains(structure: DatasetStructure, model: str) -> NDArray[np.floating]:
+    """Gain ``G_α`` of each mode's stage, ``(p,)``: rate ``2ηG_α`` per step, width ``τ ln 9/G_α``.
+
+    * ``"fcnn"``: ``G_α = s_α`` (Saxe et al. 2014).
+    * ``"cnn"`` (full-size kernel): mode ``α`` is learned by the frequency units at its dominant frequencies; the
+      unit at ``j`` learns the whole target ``t_j`` of :func:`frequency_targets` in one sigmoid of gain ``n‖t_j‖``.
+      So ``G_α = max_{j dominant for α} n‖t_j‖``. For a mode that has its dominant frequencies to itself this is
+      ``s_αΦ*_α``; for modes that share them (:func:`shared_dominant_frequencies`) it is the merged gain, e.g.
+      ``n√((s_a² + s_b²)/2)`` for a cosine and a sine on one pair. Other modes' weaker components at ``j`` enter
+      ``‖t_j‖`` as well: on real data ``G_α`` can exceed ``s_αΦ*_α`` slightly without any exact sharing.
+
+    Modes with ``s_α = 0`` have gain 0 (no stage).
+    """
+    if model == "fcnn":
+        return np.asarray(structure.s, dtype=float).copy()
+    if model != "cnn":
+        raise ValueError(f"model must be 'cnn' or 'fcnn', got {model!r}")
+    unit_gain = structure.n * np.linalg.norm(frequency_targets(structure), axis=0)  # (n, n): n‖t_j‖
+    masks = dominant_frequency_mask(structure.phi)
+    gains = np.array([unit_gain[masks[a]].max() for a in range(structure.p)])
+    return np.where(structure.s > 0, gains, 0.0)
+
+
+def check_learning_rate(lr: float, structure: DatasetStructure, model: str) -> float:
+    """Refuse a learning rate at which gradient descent cannot settle on the stages; return ``η·max_α G_α``.
+
+    Derivation. An aligned, balanced stage of gain ``G`` (:func:`stage_gains`) is the one-dimensional GD map
+    ``c ← f(c) = c + ηc(G − c²)`` (:func:`mode_strength_discrete`; the CNN's frequency unit obeys the same map with
+    ``G = n‖t_j‖``). Its fixed point ``c² = G`` has multiplier ``f'(c) = 1 + η(G − 3c²) = 1 − 2ηG``, so it is
+    stable iff ``|1 − 2ηG| < 1``, i.e. ``ηG < 1``. For ``ηG > 1`` the mode never settles: it oscillates with
+    period 2 around ``s`` (or diverges), silently, since the loss stays bounded. (Equivalently the loss Hessian at
+    the end of the stage has eigenvalue ``2G`` along the mode, and GD needs ``η·2G < 2``.) The limit assumes A1 (the
+    modes diagonalise ``Σ_xx``) and a full-size kernel for the CNN; smaller kernels have smaller gains.
+
+    Raises ``ValueError`` naming the mode, ``ηG`` and the largest stable ``η`` when ``ηG ≥ 1`` for any mode.
+
+    >>> from how_cnns_learn.data import designed_structure
+    >>> round(check_learning_rate(0.01, designed_structure(), "cnn"), 3)   # η s₂Φ*₂ = 0.01 · 2 · 8/√2
+    0.113
+    """
+    lr_ = float(_positive("lr", lr))
+    gains = stage_gains(structure, model)
+    worst = int(np.argmax(gains))
+    margin = lr_ * float(gains[worst])
+    if margin >= 1.0:
+        raise ValueError(
+            f"lr = {lr_:g} is above the stability limit of gradient descent for the linear {model.upper()}: mode "
+            f"{worst + 1} has gain G = {gains[worst]:.4g} and η·G = {margin:.3g} ≥ 1, so it would oscillate with period 2 "
+            f"instead of converging; use lr < {1.0 / gains[worst]:.4g} (see theory.check_learning_rate)"
+        )
+    return margin
+
+
+def learning_order(run: object, n_modes: int | None = None) -> NDArray[np.int64]:
+    """The order in which a run learned its modes: 1-based mode numbers sorted by measured midpoint ``t50``.
+
+    ``run`` is a :class:`~how_cnns_learn.simulate.TrainingRun` (or anything with ``steps`` ``(T,)``,
+    ``mode_strength`` ``(T, B, p)`` and ``s`` ``(p,)``); ``t50`` is the first recorded step with ``a_α > s_α/2``.
+    Only the first ``n_modes`` modes are ranked (default: those with ``s_α > 0``). Ties keep the mode order.
+    Returns ``(B, n_modes)``: row ``b`` lists network ``b``'s modes, first learned first. Raises if a mode never
+    reaches its midpoint (the run was too short).
+    """
+    steps = np.asarray(getattr(run, "steps"))
+    strength = np.asarray(getattr(run, "mode_strength"))
+    s = np.asarray(getattr(run, "s"), dtype=float)
+    if strength.ndim != 3 or strength.shape[0] != steps.shape[0] or strength.shape[2] != s.shape[0]:
+        raise ValueError(f"run.mode_strength must be (T, B, p) matching steps {steps.shape} and s {s.shape}")
+    k = int((s > 0).sum()) if n_modes is None else int(n_modes)
+    if not 1 <= k <= s.shape[0]:
+        raise ValueError(f"n_modes must lie in [1, {s.shape[0]}], got {n_modes}")
+    above = strength[:, :, :k] > s[:k] / 2  # (T, B, k)
+    if not np.all(above.any(axis=0)):
+        b, a = np.argwhere(~above.any(axis=0))[0]
+        raise ValueError(f"mode {a + 1} of network {b} never reaches s/2 within {steps[-1]} steps; run longer")
+    t50 = steps[np.argmax(above, axis=0)]  # (B, k)
+    return np.argsort(t50, axis=1, kind="stable") + 1
+
+
+def dominant_power_fraction(kernel_power: ArrayLike, structure: DatasetStructure, modes: ArrayLike | None = None) -> NDArray[np.floating]:
+    """Fraction of a kernel's power ``|λ_j|²`` that lies on the dominant frequencies of the modes, ``(...)``.
+
+    ``kernel_power``: ``(..., n, n)`` values of ``|λ_j|² = |(Q r̃)_j|²`` (e.g. ``TrainingRun.kernel_power`` of shape
+    ``(T, B, C, n, n)``); the result drops the last two axes. The dominant frequencies are the union of
+    :func:`~how_cnns_learn.fourier.dominant_frequency_mask` over ``modes`` (1-based; default: every mode with
+    ``s_α > 0``). The dominant frequency bias (Prop. 2) predicts a fraction near 1 after training from small init.
+    """
+    power = np.asarray(kernel_power, dtype=float)
+    n = structure.n
+    if power.ndim < 2 or power.shape[-2:] != (n, n) or np.any(power < 0):
+        raise ValueError(f"kernel_power must be non-negative with shape (..., {n}, {n}), got {power.shape}")
+    chosen = np.flatnonzero(structure.s > 0) if modes is None else np.asarray(modes, dtype=int) - 1
+    if chosen.size == 0 or np.any((chosen < 0) | (chosen >= structure.p)):
+        raise ValueError(f"modes must be 1-based mode numbers in [1, {structure.p}], got {modes}")
+    mask = dominant_frequency_mask(structure.phi)[chosen].any(axis=0)
+    total = power.sum(axis=(-2, -1))
+    if np.any(total <= 0):
+        raise ValueError("kernel_power has zero total power; the fraction is undefined")
+    return (power * mask).sum(axis=(-2, -1)) / total
 
 
 def transition_time(s: ArrayLike, a0: ArrayLike, lr: float, rate_factor: ArrayLike = 1.0) -> NDArray[np.floating]:
