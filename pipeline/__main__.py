@@ -8,7 +8,16 @@ from pathlib import Path
 
 import yaml
 
-from .execute import BuildPaths, ChapterFailed, base_parameters, chapters, execute_book, find_chapter, timing_table
+from .execute import (
+    BuildPaths,
+    ChapterFailed,
+    base_parameters,
+    chapters,
+    default_jobs,
+    default_scheduler,
+    execute_book,
+    find_chapter,
+)
 from .stage import stage
 
 
@@ -25,7 +34,7 @@ def _extra_parameters(pairs: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    ex = sub.add_parser("execute", help="execute chapters with papermill (cached)")
+    ex = sub.add_parser("execute", help="execute chapters with papermill (cached; in parallel on Dask)")
     ex.add_argument("names", nargs="*", help="chapter stems (default: all)")
     ex.add_argument("--mode", choices=["quick", "full"], default="quick")
     ex.add_argument("--seed", type=int, default=0)
@@ -35,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="extra chapter parameter")
     ex.add_argument("--build-root", type=Path, default=None,
                     help="write notebooks, claim records and keys under this folder instead of _build (e.g. one per seed)")
+    ex.add_argument("--jobs", type=int, default=None,
+                    help="worker processes of the local Dask cluster (default: $JOBS, else the number of cores)")
+    ex.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="a running Dask scheduler, e.g. tcp://host:8786 (default: $SCHEDULER, else a local cluster)")
     sub.add_parser("stage", help="stage executed chapters and the status page into _build/src")
     sub.add_parser("chapters", help="list chapter stems")
     args = parser.parse_args(argv)
@@ -45,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
             params = {**base_parameters(args.mode, args.seed, args.device), **_extra_parameters(args.param)}
             selected = [find_chapter(n) for n in args.names] if args.names else chapters()
             paths = BuildPaths(args.build_root.resolve()) if args.build_root else BuildPaths()
-            rows = execute_book(selected, params, paths, timeout=args.timeout, force=args.force)
-            print("\n" + timing_table(rows))
+            jobs = default_jobs() if args.jobs is None else args.jobs
+            if jobs < 1:
+                raise ValueError(f"--jobs must be at least 1, got {jobs}")
+            execute_book(selected, params, paths, timeout=args.timeout, force=args.force, jobs=jobs,
+                         scheduler=args.scheduler or default_scheduler())  # prints the timing table
         elif args.command == "stage":
             print(stage())
     except (ChapterFailed, ValueError) as err:

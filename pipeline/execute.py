@@ -1,22 +1,45 @@
-"""Execute jupytext chapters with papermill, with a cache keyed on everything that determines the output.
+"""Execute jupytext chapters with papermill, in parallel on Dask, with a cache keyed on everything that determines
+the output.
 
-A chapter is a ``book/*.md`` file whose front matter names a ``kernelspec``. Executing one:
+A chapter is a ``book/*.md`` file whose front matter names a ``kernelspec``. Executing one (:func:`run_chapter`,
+one **task**) happens in a private temporary folder and writes nothing into the build:
 
-1. converts it to a notebook (jupytext) and checks the requested parameters against its
+1. the chapter, converted to a notebook (jupytext), has its requested parameters checked against its
    ``parameters``-tagged cell (an unknown name is an error);
-2. runs it with papermill (cwd ``book/``, an execution timeout, ``OMP_NUM_THREADS=1`` unless set,
-   ``HOW_CNNS_LEARN_CLAIMS_DIR`` pointing at the claims folder; on POSIX the kernel talks over IPC
-   sockets in a private temporary folder rather than unencrypted TCP);
-3. requires the chapter's claims record to be complete (``finalize`` ran) with no failed claim;
-4. only then moves the executed notebook and the cache key into place. A failure leaves nothing
-   half-written in the book: the old key and the claims record are removed, and the notebook executed
-   up to the failure goes to ``_build/failed/`` for inspection. The error names the broken claims, each
-   on one line with its measured value, expected value and tolerance, also when the chapter crashed
-   after breaking them.
+2. papermill runs it (cwd ``book/``, a per-cell timeout, ``OMP_NUM_THREADS`` from the driver, default 1,
+   ``HOW_CNNS_LEARN_CLAIMS_DIR`` pointing at the task's own claims folder; on POSIX the kernel talks over IPC
+   sockets in the private folder rather than unencrypted TCP);
+3. the chapter's claims record must be complete (``finalize`` ran) with no failed claim;
+4. the task returns the executed notebook's bytes, the record's bytes and the cache key (a
+   :class:`ChapterResult`), or the failure: its message names the broken claims, each on one line with its
+   measured value, expected value and tolerance, also when the chapter crashed after breaking them.
+
+The **driver** (:func:`run_jobs`) alone writes into the build (:func:`commit`): the old key is removed first, then
+the notebook and the record are each written to a temporary name and renamed into place, and the key comes last,
+so an interrupted build never leaves a key next to half-written files (nothing half-written: a chapter without
+its key is simply executed again). A failed chapter leaves nothing in the book: its old notebook, record and key
+are removed and the notebook executed up to the failure goes to ``<build>/failed/`` for inspection.
+
+**Parallel execution.** Chapters whose key is unchanged are skipped (the cache). The rest are tasks on Dask
+distributed: by default an in-process :class:`distributed.LocalCluster` of ``jobs`` worker processes (``JOBS``,
+default the number of cores) with one thread each; ``scheduler="tcp://host:8786"`` (``SCHEDULER=``,
+``--scheduler``) sends them to a running cluster instead, whose workers must run this checkout with its library
+installed (``PYTHONPATH=<checkout> dask worker <address> --nthreads 1``). Largest chapters go first (Dask task
+priorities from the last measured durations in ``timings.json``). A worker that dies in the middle of a chapter
+is Dask's business: the scheduler runs the task again on another worker (up to
+``distributed.scheduler.allowed-failures`` deaths), and an exception in the task machinery itself is retried
+``RETRIES`` times by ``Client.submit(retries=...)``; a chapter failure is a result, never retried. One chapter,
+or ``jobs=1`` without a scheduler, runs the same task in the calling process (no cluster to start). The claim
+records are byte-identical either way (tests/test_distributed.py).
+
+**Threads.** Each worker runs one chapter with one torch/OpenMP thread (``OMP_NUM_THREADS=1``, passed to the
+kernel by the driver): the book's problems are small, and two chapters on two single-threaded workers finish
+sooner than one chapter at a time with two threads (``bench/threads.py``; README, *Running locally*).
 
 The cache key is the SHA-256 of the chapter source, every file of ``lib/``, the parameters and the
 dependency spec ``environment.yml``: editing the library re-executes every chapter; editing nothing
-re-executes none.
+re-executes none. Each run writes its per-chapter timing table (chapter, seed, mode, environment, status,
+seconds, worker) to ``<build>/timings.md`` and ``timings.json``, and prints it.
 """
 
 from __future__ import annotations
@@ -24,9 +47,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
+import re
+import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,30 +170,100 @@ def _kernel_manager_class(socket_dir: Path) -> type:
     return IPCKernelManager
 
 
-def _kernel_environment(claims_dir: Path) -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.pop("MPLBACKEND", None)  # with Agg exported, kernels produce no figure output
-    os.environ[CLAIMS_ENV] = str(claims_dir)
+RETRIES = 1
+"""Retries of a task whose machinery raised (not a chapter failure, which is a result; not a worker death, which
+the scheduler handles under ``distributed.scheduler.allowed-failures``)."""
+TIMINGS = "timings.json"
 
 
-def _check_parameters(notebook_path: Path, parameters: Mapping[str, Any], chapter: Path) -> None:
+def default_jobs() -> int:
+    """Worker processes for a local run: ``$JOBS`` if set, else the cores this process may use."""
+    value = os.environ.get("JOBS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"JOBS must be a positive integer, got {value!r}")
+        return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_scheduler() -> str | None:
+    """The running Dask scheduler to use: ``$SCHEDULER`` if set and not empty, else None (a local cluster)."""
+    return os.environ.get("SCHEDULER", "").strip() or None
+
+
+@dataclass(frozen=True)
+class ChapterTask:
+    """One execution of one notebook: everything a worker needs, nothing of the build.
+
+    ``notebook`` is the nbformat JSON to execute; ``parameters`` are injected by papermill (``None``: run the
+    notebook as it is, e.g. a published one); ``env`` is set for the kernel; ``cwd`` is the kernel's working
+    folder (an empty private folder when ``None`` or absent on the worker); ``key`` is the cache key;
+    ``label`` names the pass in the timing table ("seed 1", ...); ``environment`` is "build" or the reader
+    environment's name.
+    """
+
+    stem: str
+    notebook: str
+    key: str
+    parameters: Mapping[str, Any] | None = None
+    kernel: str = "python3"
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: str | None = None
+    timeout: int = 1200
+    environment: str = "build"
+
+    @property
+    def seed(self) -> int | None:
+        return None if self.parameters is None else self.parameters.get("seed")
+
+    @property
+    def mode(self) -> str:
+        if self.parameters is None:
+            return "as published"
+        return "quick" if self.parameters.get("quick") else "full"
+
+
+@dataclass(frozen=True)
+class ChapterResult:
+    """What a task returns: the executed notebook and claims record (bytes, as written), or the failure."""
+
+    stem: str
+    key: str
+    ok: bool
+    notebook: bytes
+    record: bytes | None
+    error: str
+    seconds: float
+    worker: str
+
+
+def chapter_task(chapter: Path, parameters: Mapping[str, Any], *, timeout: int = 1200) -> ChapterTask:
+    """The task executing ``chapter`` (a jupytext ``.md``) with ``parameters`` in the build environment."""
+    import jupytext
+
+    return ChapterTask(
+        stem=chapter.stem,
+        notebook=jupytext.writes(jupytext.read(chapter), fmt="ipynb"),
+        key=cache_key(chapter, parameters),
+        parameters=dict(parameters),
+        env=(("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1")),),
+        cwd=str(chapter.parent),
+        timeout=timeout,
+    )
+
+
+def _check_parameters(notebook_path: Path, parameters: Mapping[str, Any], stem: str) -> None:
     import papermill
 
     declared = papermill.inspect_notebook(str(notebook_path))
     if not declared:
-        raise ChapterFailed(f"{chapter.name}: no cell tagged 'parameters'; every chapter needs one")
+        raise ChapterFailed(f"{stem}.md: no cell tagged 'parameters'; every chapter needs one")
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
-        raise ChapterFailed(
-            f"{chapter.name}: unknown parameter(s) {unknown}; the chapter declares {sorted(declared)}"
-        )
-
-
-def _keep_failed_notebook(executed_nb: Path, paths: BuildPaths) -> None:
-    """Keep what was executed up to the failure in ``_build/failed`` (a CI artifact), never in the book."""
-    if executed_nb.exists():
-        paths.failed.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(executed_nb), paths.failed / executed_nb.name)
+        raise ChapterFailed(f"{stem}.md: unknown parameter(s) {unknown}; the chapter declares {sorted(declared)}")
 
 
 def _broken_claims(record: Path) -> str:
@@ -184,11 +279,273 @@ def _broken_claims(record: Path) -> str:
     return "\nclaims broken before it stopped:\n" + "\n".join("  " + Claim.from_record(c).summary() for c in lines)
 
 
-def _failure_message(chapter: Path, err: Exception) -> str:
+def _failure_message(stem: str, err: Exception) -> str:
     evalue = getattr(err, "evalue", None)
     ename = getattr(err, "ename", type(err).__name__)
     detail = evalue if evalue else str(err)
-    return f"chapter {chapter.stem} failed: {ename}: {detail}"
+    return f"chapter {stem} failed: {ename}: {detail}"
+
+
+def _worker_name() -> str:
+    """``dask-<name>`` inside a Dask worker, ``main`` in the calling process."""
+    if "distributed" in sys.modules:
+        try:
+            from distributed import get_worker
+
+            return f"dask-{get_worker().name}"
+        except ValueError:  # not inside a worker
+            pass
+    return "main"
+
+
+def run_chapter(task: ChapterTask) -> ChapterResult:
+    """Execute one task in a private temporary folder; returns the result, a failure included (never raises for a
+    chapter's own failure). Touches no build folder: what comes back is written by the driver (:func:`commit`)."""
+    import papermill
+
+    start = time.perf_counter()
+    names = {CLAIMS_ENV, "MPLBACKEND", *(name for name, _ in task.env)}
+    saved = {name: os.environ.get(name) for name in names}
+    with tempfile.TemporaryDirectory(prefix=f"{task.stem}-") as tmp_name:
+        tmp = Path(tmp_name)
+        source_nb, executed_nb = tmp / f"{task.stem}.in.ipynb", tmp / f"{task.stem}.ipynb"
+        record = tmp / "claims" / f"{task.stem}.json"
+        source_nb.write_text(task.notebook, encoding="utf-8")
+        cwd = Path(task.cwd) if task.cwd and Path(task.cwd).is_dir() else tmp / "work"
+        cwd.mkdir(exist_ok=True)
+        error = ""
+        try:
+            os.environ.pop("MPLBACKEND", None)  # with Agg exported, kernels produce no figure output
+            os.environ.update({CLAIMS_ENV: str(record.parent), **dict(task.env)})
+            os.environ.setdefault("OMP_NUM_THREADS", "1")
+            if task.parameters is not None:
+                _check_parameters(source_nb, task.parameters, task.stem)
+            papermill.execute_notebook(
+                str(source_nb),
+                str(executed_nb),
+                parameters=None if task.parameters is None else dict(task.parameters),
+                cwd=str(cwd),
+                kernel_name=task.kernel,
+                execution_timeout=task.timeout,
+                progress_bar=False,
+                log_output=False,
+                kernel_manager_class=_kernel_manager_class(tmp),
+            )
+        except ChapterFailed as err:
+            error = str(err)
+        except Exception as err:  # PapermillExecutionError; timeouts and kernel deaths come as other types
+            error = _failure_message(task.stem, err)
+            if "ClaimFailure" not in error:  # a ClaimFailure already lists its broken claims
+                error += _broken_claims(record)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        if not error:
+            summary = json.loads(record.read_text()) if record.exists() else None
+            if summary is None or not summary.get("complete"):
+                error = f"chapter {task.stem} did not finalize its claims: it must end with claims.finalize()"
+            elif summary.get("n_failed", 1) != 0 or summary.get("n_claims", 0) == 0:
+                error = f"chapter {task.stem} has failed or missing claims: {summary}"
+        notebook = executed_nb.read_bytes() if executed_nb.exists() else b""
+        record_bytes = record.read_bytes() if record.exists() and not error else None
+    return ChapterResult(task.stem, task.key, not error, notebook, record_bytes, error,
+                         time.perf_counter() - start, _worker_name())
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, then rename: readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _outputs(stem: str, paths: BuildPaths) -> tuple[Path, Path, Path]:
+    return paths.notebooks / f"{stem}.ipynb", paths.claims / f"{stem}.json", paths.keys / f"{stem}.key"
+
+
+def is_cached(task: ChapterTask, paths: BuildPaths) -> bool:
+    """True when the build holds this task's notebook and record under an unchanged key."""
+    out, record, key_file = _outputs(task.stem, paths)
+    return out.exists() and record.exists() and key_file.exists() and key_file.read_text() == task.key
+
+
+def commit(result: ChapterResult, paths: BuildPaths) -> None:
+    """Write a task's result into the build (the driver only). The key is removed first and written last; every file
+    is renamed into place whole. A failure removes the chapter's old outputs and keeps its notebook in ``failed/``."""
+    out, record, key_file = _outputs(result.stem, paths)
+    key_file.unlink(missing_ok=True)
+    if not result.ok:
+        out.unlink(missing_ok=True)
+        record.unlink(missing_ok=True)
+        if result.notebook:
+            _write_atomic(paths.failed / f"{result.stem}.ipynb", result.notebook)
+        return
+    (paths.failed / f"{result.stem}.ipynb").unlink(missing_ok=True)
+    _write_atomic(out, result.notebook)
+    _write_atomic(record, result.record or b"")
+    _write_atomic(key_file, result.key.encode())
+
+
+@dataclass
+class Outcome:
+    """One line of the timing table: a task, where it went, and what happened."""
+
+    stem: str
+    seed: int | None
+    mode: str
+    environment: str
+    status: str  # "executed", "cached" or "failed"
+    seconds: float  # this run's execution; for a cached chapter, its last measured execution (0 if unknown)
+    worker: str
+    error: str = ""
+    root: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
+def _history(folders: Iterable[Path]) -> dict[tuple[str, str, str], float]:
+    """Last measured execution seconds per (chapter, mode, environment), from earlier timing tables."""
+    known: dict[tuple[str, str, str], float] = {}
+    for folder in folders:
+        try:
+            rows = json.loads((folder / TIMINGS).read_text())["rows"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        for row in rows:
+            if row.get("seconds"):
+                known.setdefault((row["chapter"], row["mode"], row["environment"]), float(row["seconds"]))
+    return known
+
+
+def _last_seconds(history: Mapping, task: ChapterTask) -> float | None:
+    return history.get((task.stem, task.mode, task.environment))
+
+
+def _dask_client(jobs: int, scheduler: str | None) -> tuple[Any, Any]:
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler), None
+    cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, memory_limit=0,
+                           dashboard_address=None, silence_logs=logging.ERROR)
+    return Client(cluster), cluster
+
+
+def run_jobs(
+    work: Iterable[tuple[ChapterTask, BuildPaths]],
+    *,
+    force: bool = False,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    timings: Path | None = None,
+    echo: bool = True,
+) -> list[Outcome]:
+    """Bring every (task, build) up to date: skip those cached, execute the rest (on Dask unless one task, or
+    ``jobs=1`` with no scheduler), commit each result as it arrives. Never stops at a failure: every failed task
+    is an :class:`Outcome` with its message. Writes the timing table to ``timings`` (default: the first build's
+    root) as ``timings.md`` and ``timings.json`` and prints it (``echo``); returns the outcomes in the order given."""
+    work = list(work)
+    jobs = default_jobs() if jobs is None else jobs
+    timings = timings if timings is not None else (work[0][1].root if work else BUILD)
+    history = _history([timings, BUILD])
+    outcomes: dict[int, Outcome] = {}
+    pending = []
+    for i, (task, paths) in enumerate(work):
+        if not force and is_cached(task, paths):
+            outcomes[i] = Outcome(task.stem, task.seed, task.mode, task.environment, "cached",
+                                  _last_seconds(history, task) or 0.0, "-", root=str(paths.root))
+            if echo:
+                print(f"{task.stem:45s} {_pass_label(outcomes[i]):14s} cached", flush=True)
+        else:
+            pending.append(i)
+    # Largest first: a long chapter started last would run alone at the end while the other workers idle.
+    pending.sort(key=lambda i: -(_last_seconds(history, work[i][0]) or float("inf")))
+    start = time.perf_counter()
+
+    def record(i: int, result: ChapterResult | None, error: str = "") -> None:
+        task, paths = work[i]
+        if result is not None:
+            commit(result, paths)
+            error = result.error
+        outcome = Outcome(task.stem, task.seed, task.mode, task.environment, "failed" if error else "executed",
+                          result.seconds if result else 0.0, result.worker if result else "-", error, str(paths.root))
+        outcomes[i] = outcome
+        if echo:
+            print(f"{task.stem:45s} {_pass_label(outcome):14s} {outcome.status:8s} {outcome.seconds:7.1f} s  "
+                  f"{outcome.worker}", flush=True)
+
+    if pending and scheduler is None and (jobs == 1 or len(pending) == 1):
+        for i in pending:  # the same task, in this process: no cluster to start for one chapter
+            record(i, run_chapter(work[i][0]))
+    elif pending:
+        from distributed import as_completed
+
+        client, cluster = _dask_client(min(jobs, len(pending)), scheduler)
+        try:
+            futures = {}
+            for rank, i in enumerate(pending):
+                task = work[i][0]
+                name = re.sub(r"[^\w-]", "", f"{task.stem}-{_pass_label(task)}-{uuid.uuid4().hex[:8]}")
+                future = client.submit(run_chapter, task, key=name, pure=False, retries=RETRIES,
+                                       priority=len(pending) - rank)
+                futures[future] = i
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    result = future.result()
+                except Exception as err:  # KilledWorker (died too often), or the task machinery failed RETRIES+1 times
+                    record(i, None, f"chapter {work[i][0].stem} could not be executed on Dask: "
+                                    f"{type(err).__name__}: {err}")
+                else:
+                    record(i, result)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    ordered = [outcomes[i] for i in range(len(work))]
+    wall = time.perf_counter() - start
+    write_timings(ordered, timings, wall=wall, jobs=jobs, scheduler=scheduler)
+    if echo:
+        print("\n" + timing_table(ordered, wall=wall) + f"\n(table: {timings / 'timings.md'})", flush=True)
+    return ordered
+
+
+def _pass_label(item: ChapterTask | Outcome) -> str:
+    seed = "published" if item.seed is None else f"seed {item.seed}"
+    return seed if item.environment == "build" else f"{seed} ({item.environment})"
+
+
+def write_timings(outcomes: list[Outcome], folder: Path, *, wall: float, jobs: int, scheduler: str | None) -> None:
+    """``timings.json`` (machine-readable) and ``timings.md`` (the table) in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"chapter": o.stem, "seed": o.seed, "mode": o.mode, "environment": o.environment, "status": o.status,
+             "seconds": round(o.seconds, 2), "worker": o.worker} for o in outcomes]
+    meta = {"wall_seconds": round(wall, 2), "jobs": jobs, "scheduler": scheduler or "local",
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "1"), "cores": os.cpu_count()}
+    _write_atomic(folder / TIMINGS, json.dumps({**meta, "rows": rows}, indent=1).encode())
+    _write_atomic(folder / "timings.md", (timing_table(outcomes, wall=wall) + "\n").encode())
+
+
+def timing_table(outcomes: list[Outcome], *, wall: float | None = None) -> str:
+    """The per-chapter execution times, longest first: chapter, pass (seed, environment), mode, status, seconds,
+    worker; then the executed total and the wall time (cached chapters show their last measured time)."""
+    rows = sorted(outcomes, key=lambda o: (-o.seconds, o.stem))
+    lines = [f"{'chapter':45s} {'pass':20s} {'mode':6s} {'status':9s} {'seconds':>8s}  worker", "-" * 100]
+    lines += [f"{o.stem:45s} {_pass_label(o):20s} {o.mode:6s} {o.status:9s} {o.seconds:8.1f}  {o.worker}"
+              for o in rows]
+    executed = [o for o in outcomes if o.status != "cached"]
+    lines += ["-" * 100, f"{'executed':45s} {len(executed):<20d} {'':6s} {'':9s} {sum(o.seconds for o in executed):8.1f}"]
+    if wall is not None:
+        lines.append(f"{'wall time':45s} {'':20s} {'':6s} {'':9s} {wall:8.1f}")
+    return "\n".join(lines)
 
 
 def execute_chapter(
@@ -199,86 +556,37 @@ def execute_chapter(
     timeout: int = 1200,
     force: bool = False,
 ) -> bool:
-    """Execute one chapter unless its cache key is unchanged. Returns True if it ran.
+    """Execute one chapter in this process unless its cache key is unchanged. Returns True if it ran.
 
     Raises :class:`ChapterFailed` (after cleaning up) when the chapter errors, times out, writes no
     claims record, or records a failed claim.
     """
-    import jupytext
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    out = paths.notebooks / f"{chapter.stem}.ipynb"
-    key_file = paths.keys / f"{chapter.stem}.key"
-    record = paths.claims / f"{chapter.stem}.json"
-    key = cache_key(chapter, parameters)
-    if not force and out.exists() and record.exists() and key_file.exists() and key_file.read_text() == key:
+    task = chapter_task(chapter, parameters, timeout=timeout)
+    if not force and is_cached(task, paths):
         return False
-    for stale in (out, key_file, record):
-        stale.unlink(missing_ok=True)
-    for folder in (paths.notebooks, paths.keys, paths.claims):
-        folder.mkdir(parents=True, exist_ok=True)
-    _kernel_environment(paths.claims)
-    with tempfile.TemporaryDirectory(prefix=f"{chapter.stem}-") as tmp:
-        source_nb = Path(tmp) / f"{chapter.stem}.in.ipynb"
-        executed_nb = Path(tmp) / f"{chapter.stem}.ipynb"
-        jupytext.write(jupytext.read(chapter), source_nb)
-        _check_parameters(source_nb, parameters, chapter)
-        try:
-            papermill.execute_notebook(
-                str(source_nb),
-                str(executed_nb),
-                parameters=dict(parameters),
-                cwd=str(chapter.parent),
-                kernel_name="python3",
-                execution_timeout=timeout,
-                progress_bar=False,
-                log_output=False,
-                kernel_manager_class=_kernel_manager_class(Path(tmp)),
-            )
-        except Exception as err:  # PapermillExecutionError; timeouts and kernel deaths come as other types
-            _keep_failed_notebook(executed_nb, paths)
-            message = _failure_message(chapter, err)
-            if "ClaimFailure" not in message:  # a ClaimFailure already lists its broken claims
-                message += _broken_claims(record)
-            record.unlink(missing_ok=True)
-            raise ChapterFailed(message) from None
-        summary = json.loads(record.read_text()) if record.exists() else None
-        if summary is None or not summary.get("complete"):
-            _keep_failed_notebook(executed_nb, paths)
-            record.unlink(missing_ok=True)
-            raise ChapterFailed(
-                f"chapter {chapter.stem} did not finalize its claims: it must end with claims.finalize()"
-            )
-        if summary.get("n_failed", 1) != 0 or summary.get("n_claims", 0) == 0:
-            _keep_failed_notebook(executed_nb, paths)
-            record.unlink(missing_ok=True)
-            raise ChapterFailed(f"chapter {chapter.stem} has failed or missing claims: {summary}")
-        shutil.move(str(executed_nb), out)
-    key_file.write_text(key)
+    result = run_chapter(task)
+    commit(result, paths)
+    if not result.ok:
+        raise ChapterFailed(result.error)
     return True
 
 
 def execute_book(
-    selected: Iterable[Path], parameters: Mapping[str, Any], paths: BuildPaths = BuildPaths(), **kwargs: Any
-) -> list[tuple[str, str, float]]:
-    """Execute chapters in order; returns ``(chapter, "executed" | "cached", seconds)`` rows.
-
-    Stops at the first failing chapter (its error propagates).
-    """
-    rows = []
-    for chapter in selected:
-        start = time.perf_counter()
-        ran = execute_chapter(chapter, parameters, paths, **kwargs)
-        seconds = time.perf_counter() - start
-        rows.append((chapter.stem, "executed" if ran else "cached", seconds))
-        print(f"{chapter.stem:45s} {'executed' if ran else 'cached  '} {seconds:7.1f} s", flush=True)
-    return rows
-
-
-def timing_table(rows: list[tuple[str, str, float]]) -> str:
-    """The per-chapter execution times as a small text table with the total (printed after a build)."""
-    lines = [f"{'chapter':45s} {'status':9s} {'seconds':>8s}", "-" * 64]
-    lines += [f"{name:45s} {status:9s} {seconds:8.1f}" for name, status, seconds in rows]
-    lines += ["-" * 64, f"{'total':45s} {'':9s} {sum(r[2] for r in rows):8.1f}"]
-    return "\n".join(lines)
+    selected: Iterable[Path],
+    parameters: Mapping[str, Any],
+    paths: BuildPaths = BuildPaths(),
+    *,
+    timeout: int = 1200,
+    force: bool = False,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    echo: bool = True,
+) -> list[Outcome]:
+    """Execute chapters (in parallel, see :func:`run_jobs`); returns their outcomes. Every chapter is attempted;
+    then, if any failed, raises :class:`ChapterFailed` with their messages (one chapter: exactly its message)."""
+    work = [(chapter_task(c, parameters, timeout=timeout), paths) for c in selected]
+    outcomes = run_jobs(work, force=force, jobs=jobs, scheduler=scheduler, echo=echo)
+    failed = [o.error for o in outcomes if not o.ok]
+    if failed:
+        raise ChapterFailed("\n\n".join(failed))
+    return outcomes
