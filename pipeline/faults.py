@@ -115,10 +115,10 @@ FAULTS: tuple[Fault, ...] = (
           "data.py", "ex[:2, row + q, cols.start + r : cols.stop + r] = 1.0",
           "ex[:3, row + q, cols.start + r : cols.stop + r] = 1.0", ("convrfm_kernel_feature_learning",)),
     Fault("mse-averaged-over-outputs", "classifier MSE averaged over the outputs too (divided by p): every stage runs "
-          "p times slower", "simulate.py", "return 0.5 * ((out - Y[batch]) ** 2).sum(1).mean()",
+          "p times slower", "training.py", "return 0.5 * ((out - Y[batch]) ** 2).sum(1).mean()",
           "return 0.5 * ((out - Y[batch]) ** 2).mean()", ("mode_stages_relu_cnns",)),
     Fault("conflict-scored-by-shape", "cue-conflict images scored against their shape label instead of their texture",
-          "simulate.py",
+          "training.py",
           'rows.append({"measure": "follows texture", "value": float(np.mean(predicted == cue.conflict_texture))})',
           'rows.append({"measure": "follows texture", "value": float(np.mean(predicted == test.targets.argmax(1)))})',
           ("cue_conflict_texture_shape",)),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from how_cnns_learn import bottleneck as bn
+from how_cnns_learn import bottleneck as bn, training
 
 torch.set_default_dtype(torch.float64)
 
@@ -128,10 +128,10 @@ def test_cost_expansion_and_its_order_one_over_L_remainder():
 
 
 def test_regularised_optimum():
-    s, norm, err = bn.regularised_optimum_cost(np.ones(5), 2, 1e-3, 16)
-    np.testing.assert_allclose(s**2, 1 - 1e-3, rtol=1e-8)  # L = 2: 1 − s² = λ
+    s, norm, err = bn.regularised_optimum_cost(np.ones(5), 2, 2e-3, 16)
+    np.testing.assert_allclose(s**2, 1 - 1e-3, rtol=1e-8)  # L = 2, penalty (λ/2)‖θ‖²: 1 − s² = λ/2
     assert math.isclose(norm, 2 * 5 * (1 - 1e-3) / 16, rel_tol=1e-8)
-    s_weak, _, _ = bn.regularised_optimum_cost(np.array([1e-3]), 4, 1e-3, 16)
+    s_weak, _, _ = bn.regularised_optimum_cost(np.array([1e-3]), 4, 2e-3, 16)
     assert s_weak[0] == 0.0  # weight decay removes a weak frequency at depth 4
 
 
@@ -183,9 +183,9 @@ def test_training_reaches_the_closed_form_cost():
     d, L = 8, 2
     H = bn.lowpass_blocks(d, 1)
     model = bn.CircularCNN([1, 2, 1], d, seed=18)
-    bn.train_weight_decay(model, lambda m: bn.population_mse(m, H), weight_decay=1e-2, steps=3000, lr=1e-2,
-                          lr_final=1e-4)
-    _, norm, _ = bn.regularised_optimum_cost(np.ones(3), L, 1e-2, d)
+    training.train_weight_decay(model, lambda m: bn.population_mse(m, H), weight_decay=2e-2, steps=3000, lr=1e-2,
+                                lr_final=1e-4)
+    _, norm, _ = bn.regularised_optimum_cost(np.ones(3), L, 2e-2, d)
     assert abs(model.sq_norm().item() / norm - 1) < 0.05
 
 
@@ -204,8 +204,8 @@ def test_training_reaches_the_closed_form_cost():
         (lambda: bn.population_mse(bn.CircularCNN([1, 2, 1], 8, relu=True), np.ones((8, 1, 1))), "linear model"),
         (lambda: bn.population_mse(bn.CircularCNN([1, 2, 1], 8), np.ones((4, 1, 1))), "target blocks"),
         (lambda: bn.balanced_factorisation(np.ones((8, 2, 2)), 3, width=1), "width"),
-        (lambda: bn.train_weight_decay(bn.CircularCNN([1, 2, 1], 8), lambda m: m.sq_norm(), weight_decay=0,
-                                       steps=0, lr=1e-3), "steps >= 1"),
+        (lambda: training.train_weight_decay(bn.CircularCNN([1, 2, 1], 8), lambda m: m.sq_norm(), weight_decay=0,
+                                             steps=0, lr=1e-3), "steps >= 1"),
         (lambda: bn.activation_power_spectrum(np.ones((3, 1, 8))), "zero variance"),
     ],
 )

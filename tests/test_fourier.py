@@ -88,3 +88,52 @@ def test_frequency_block_norms_are_the_fourier_diagonal_of_the_agop():
     np.testing.assert_allclose(fourier.frequency_block_norms(M.reshape(p, n, n), n), norms)
     with pytest.raises(ValueError, match="n×n"):
         fourier.frequency_block_norms(M, 5)
+
+
+# ------------------------------------------------------------- the one DFT for numpy arrays and torch tensors
+def test_dft_is_the_book_convention_for_numpy_and_torch():
+    import torch
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 6, 6))
+    np.testing.assert_array_equal(fourier.dft(x), np.fft.fft2(x))
+    np.testing.assert_allclose(fourier.dft(x[0, 0]).reshape(-1), fourier.dft_matrix(6) @ x[0, 0].reshape(-1), atol=1e-12)
+    np.testing.assert_allclose(fourier.dft(torch.tensor(x)).numpy(), fourier.dft(x), atol=1e-12)
+    signal = rng.standard_normal((4, 7))
+    F = np.exp(-2j * np.pi * np.outer(np.arange(7), np.arange(7)) / 7)
+    np.testing.assert_allclose(fourier.dft(signal, ndim=1), signal @ F.T, atol=1e-12)  # 1-D: x̂[m] = Σ_j x[j] e^{−2πi jm/n}
+    np.testing.assert_allclose(fourier.idft(fourier.dft(signal, 1), 1).real, signal, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [6, 7])
+def test_real_dft_round_trip_and_half_spectrum(n):
+    import torch
+
+    x = np.random.default_rng(n).standard_normal((3, n, n))
+    half = fourier.rdft(x)
+    assert half.shape == (3, n, n // 2 + 1)
+    np.testing.assert_allclose(half, fourier.dft(x)[..., : n // 2 + 1], atol=1e-12)
+    np.testing.assert_allclose(fourier.irdft(half, n), x, atol=1e-12)
+    t = torch.tensor(x, requires_grad=True)
+    back = fourier.irdft(fourier.rdft(t, 1), n, 1)
+    back.sum().backward()  # differentiable through torch.fft
+    np.testing.assert_allclose(back.detach().numpy(), x, atol=1e-12)
+
+
+def test_kernel_power_is_the_squared_eigenvalue_modulus_and_obeys_parseval():
+    rng = np.random.default_rng(2)
+    kernels = fourier.embed_kernel(rng.standard_normal((4, 3, 3)), 8)  # (4, 8, 8)
+    power = fourier.power_spectrum(kernels)
+    np.testing.assert_array_equal(power, np.abs(np.fft.fft2(kernels)) ** 2)  # |λ_j|², λ = Q r̃
+    np.testing.assert_allclose(power.sum(axis=(1, 2)), 64 * (kernels**2).sum(axis=(1, 2)), rtol=1e-12)
+    np.testing.assert_array_equal(fourier.power_spectrum(kernels, half=True), np.abs(np.fft.rfft2(kernels)) ** 2)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: fourier.dft(np.zeros(4), ndim=2), "at least 2 axes"),
+    (lambda: fourier.dft(np.zeros((4, 4)), ndim=3), "ndim must be 1 or 2"),
+    (lambda: fourier.irdft(np.zeros((4, 3)), (4, 4, 4), 2), "size must give 2"),
+])
+def test_dft_helpers_name_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -1,7 +1,4 @@
-import copy
-
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -238,64 +235,6 @@ def test_weight_decay_optimum_rejects_bad_settings():
         theory.weight_decay_optimum(shared, 0.1, "cnn")
     with pytest.raises(ValueError, match="weight_decay"):
         simulate.train_linear_cnn(data.structure_items(S), S, lr=0.1, steps=1, weight_decay=-1.0)
-
-
-# ------------------------------------------------------------------ train_classifier: the book's one classifier trainer
-def _small_classifier_problem():
-    from how_cnns_learn import models
-
-    train = data.noisy_templates(data.designed_structure(), per_class=4, seed=0)
-    torch.manual_seed(0)
-    net = models.ConvClassifier(8, 3, (3,), channels=2, activation="relu", init_gain=0.5).double()
-    return train, net
-
-
-def test_full_batch_adam_first_step_is_the_bias_corrected_sign_step():
-    """Adam's first step is ``θ − lr·ĝ/(|ĝ| + ε)`` (bias-corrected moments ``m̂ = g``, ``v̂ = g²``)."""
-    train, net = _small_classifier_problem()
-    X, y = torch.as_tensor(train.inputs).unsqueeze(1), torch.as_tensor(train.targets.argmax(1))
-    W0 = [p.detach().clone() for p in net.parameters()]
-    grads = torch.autograd.grad(torch.nn.functional.cross_entropy(net(X), y), list(net.parameters()))
-    simulate.train_classifier(net, train, test_data=train, epochs=1, lr=1e-3, batch_size=None, optimizer="adam")
-    for p, p0, g in zip(net.parameters(), W0, grads):
-        torch.testing.assert_close(p.detach(), p0 - 1e-3 * g / (g.abs() + 1e-8))
-
-
-def test_batch_size_none_is_full_batch_and_minibatches_partition_each_epoch():
-    train, net = _small_classifier_problem()
-    net2 = copy.deepcopy(net)
-    a = simulate.train_classifier(net, train, test_data=train, epochs=3, lr=0.01, batch_size=None, loss="mse")
-    b = simulate.train_classifier(net2, train, test_data=train, epochs=3, lr=0.01, batch_size=10**6, loss="mse")
-    pd.testing.assert_frame_equal(a, b)
-    assert list(a.step) == [0, 3]
-    assert train.inputs.shape[0] == 12  # the default test split holds out 2, batches of 5: 2 steps per epoch
-    h = simulate.train_classifier(net, train, epochs=2, lr=0.01, batch_size=5, seed=1, record_every=1)
-    assert list(h.step) == [0, 2, 4]
-
-
-def test_full_batch_gd_keeps_a_small_init_linear_cnn_balanced():
-    """Gradient flow conserves ``w wᵀ − Σ_p U_pᵀU_p`` (CNFA chapter); small-lr full-batch GD keeps it O(init²)."""
-    from how_cnns_learn import agop, models
-
-    train = data.TrainingSet(data.digits().inputs[:60], data.digits().targets[:60], "mean")
-    torch.manual_seed(0)
-    net = models.LinearCNN(8, 3, 10, channels=2)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0.0, 0.01)
-
-    def imbalance():
-        w, U = net.conv.weight.detach().reshape(2, -1), net.dense.weight.detach().reshape(10, 2, 64)
-        return w @ w.T - torch.einsum("ocp,odp->cd", U, U), w @ w.T
-
-    I0, _ = imbalance()
-    h = simulate.train_classifier(net, train, test_data=train, epochs=400, lr=0.2, batch_size=None, loss="mse")
-    assert h["train loss"].iloc[-1] < 0.2 * h["train loss"].iloc[0]  # measured 0.047 / 0.50
-    I1, wwT = imbalance()
-    assert torch.linalg.norm(I1 - I0) < 0.02 * torch.linalg.norm(wwT)  # measured 0.0073 (0.015 at lr 0.4: O(lr))
-    G = agop.patch_agop(torch.as_tensor(train.inputs[:, None]), net.conv, lambda z: net.dense(z.flatten(1)))
-    F = agop.filter_covariance(net.conv.weight)
-    assert np.linalg.norm(F - agop.psd_sqrt(G)) < 0.1 * np.linalg.norm(F)  # measured 0.020; G itself: 1.22
 
 
 def test_linear_cnn_takes_images_with_and_without_the_channel_axis():

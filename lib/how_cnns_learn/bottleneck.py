@@ -6,8 +6,9 @@ The central object is a **depth-L circular CNN with full-size filters** acting o
 bias ``b_ℓ ∈ R^{C_ℓ}`` (spatially constant, so it lives at frequency 0) and an optional ReLU (all layers but the
 last). Its parameter norm is ``‖θ‖² = Σ_ℓ ‖W_ℓ‖_F² + ‖b_ℓ‖²`` (what weight decay penalises).
 
-**Convention (one, everywhere in this module).** The *unnormalised* DFT along space,
-``x̂[c, m] = Σ_j x[c, j] e^{−2πi jm/d}`` (``torch.fft.fft``). The layer is a true circular convolution
+**Convention.** The book's one DFT (:mod:`~how_cnns_learn.fourier`): the *unnormalised* DFT along space,
+``x̂[c, m] = Σ_j x[c, j] e^{−2πi jm/d}`` (:func:`~how_cnns_learn.fourier.dft` over the last one or two axes; every
+transform of this module goes through :mod:`~how_cnns_learn.fourier`). The layer is a true circular convolution
 ``y[c, j] = Σ_{c', k} W[c, c', k] x[c', (j − k) mod d]``, so, frequency by frequency,
 
     ŷ[:, m] = Ŵ_m x̂[:, m],      Ŵ_m = Σ_k W[:, :, k] e^{−2πi km/d} ∈ C^{C_ℓ × C_{ℓ−1}},
@@ -27,21 +28,24 @@ We call ``Σ_{m=0}^{d−1} rank Ĥ_m`` the **CBN rank** of ``H``: a conjugate pa
 twice, ``m = 0`` and ``m = d/2`` once, so the CBN rank equals the real dimension of the band the map keeps
 (``{0, ±1, ±2}`` → 5). This counting is *our choice*; the paper's definition ("the number and type of frequencies")
 could not be read (research notes §6, open item 1).
+
+**Weight decay** follows the book's one convention (:mod:`~how_cnns_learn.training`): ``weight_decay = λ`` is the
+penalty ``(λ/2)‖θ‖²``. Networks are trained with :func:`~how_cnns_learn.training.train_weight_decay`; the networks
+and data of this module take ``device``.
 """
 
 from __future__ import annotations
 
 import math
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import torch
 from numpy.typing import NDArray
 
-from .repro import progress_bar
+from .fourier import dft, idft, irdft, power_spectrum, rdft
+from .repro import check_device
 
 __all__ = [
     "CircularCNN",
@@ -64,7 +68,6 @@ __all__ = [
     "population_mse",
     "regularised_optimum_cost",
     "representation_cost",
-    "train_weight_decay",
     "transplant_to_half_resolution",
     "upsample",
 ]
@@ -93,14 +96,13 @@ def circular_conv(x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     if x.shape[1] != W.shape[1] or x.shape[2:] != W.shape[2:]:
         raise ValueError(f"x {tuple(x.shape)} does not fit W {tuple(W.shape)}: channels and spatial size must match "
                          "(filters are full-size)")
-    dims = _spatial_dims(ns)
     size = tuple(x.shape[2:])
-    xh = torch.fft.rfftn(x, dim=dims)  # (N, C_in, *freq)
-    wh = torch.fft.rfftn(W, dim=dims)  # (C_out, C_in, *freq)
+    xh = rdft(x, ns)  # (N, C_in, *freq)
+    wh = rdft(W, ns)  # (C_out, C_in, *freq)
     freq = xh.shape[2:]
     # one matrix product per frequency: (F, N, C_in) @ (F, C_in, C_out)
     yh = xh.flatten(2).permute(2, 0, 1) @ wh.flatten(2).permute(2, 1, 0)
-    return torch.fft.irfftn(yh.permute(1, 2, 0).reshape(x.shape[0], W.shape[0], *freq), s=size, dim=dims)
+    return irdft(yh.permute(1, 2, 0).reshape(x.shape[0], W.shape[0], *freq), size, ns)
 
 
 def conv_matrix(W: NDArray[np.floating]) -> NDArray[np.floating]:
@@ -126,7 +128,7 @@ def frequency_blocks(W: torch.Tensor | NDArray[np.floating]) -> NDArray[np.compl
     arr = W.detach().cpu().numpy() if isinstance(W, torch.Tensor) else np.asarray(W)
     if arr.ndim not in (3, 4):
         raise ValueError(f"W must have shape (C_out, C_in, *spatial) with 1 or 2 spatial dims, got {arr.shape}")
-    hat = np.fft.fftn(arr, axes=tuple(range(2, arr.ndim)))
+    hat = dft(arr, arr.ndim - 2)
     return np.moveaxis(hat.reshape(arr.shape[0], arr.shape[1], -1), -1, 0)
 
 
@@ -183,19 +185,22 @@ def cost_expansion(H_hat: NDArray[np.complexfloating], rank_tol: float = 1e-9) -
 
 
 def regularised_optimum_cost(
-    targets: NDArray[np.floating], L: int, lam: float, F: int
+    targets: NDArray[np.floating], L: int, weight_decay: float, F: int
 ) -> tuple[NDArray[np.floating], float, float]:
-    """Exact optimum of ``(1/F) Σ_m [(s_m^L − t_m)² + λ L s_m²]`` over balanced ``s_m ≥ 0``: ``(s, ‖θ‖², MSE·C_out)``.
+    """Exact optimum of ``(1/F) Σ_m [(s_m^L − t_m)² + (λ/2) L s_m²]`` over balanced ``s_m ≥ 0``: ``(s, ‖θ‖², MSE·C_out)``.
 
-    The population objective of a depth-``L`` linear CNN whose target blocks have singular values ``t`` (one per
-    kept (frequency, channel) pair; the ``F`` frequencies without any contribute 0) with weight decay ``λ``.
-    Returns the per-layer singular values ``s`` (0 where weight decay removes the frequency), ``‖θ‖² = (L/F) Σ s_m²``
-    and the data term ``(1/F) Σ (s_m^L − t_m)²`` at the optimum (golden-section search; the objective is unimodal
-    on ``s > 0``, and ``s = 0`` is taken when it is lower).
+    The population objective ``MSE + (λ/2)‖θ‖²`` (``λ = weight_decay``, the book's one convention; what
+    :func:`~how_cnns_learn.training.train_weight_decay` minimises with :func:`population_mse`) of a depth-``L``
+    linear CNN whose target blocks have singular values ``t`` (one per kept (frequency, channel) pair; the ``F``
+    frequencies without any contribute 0). Returns the per-layer singular values ``s`` (0 where weight decay removes
+    the frequency), ``‖θ‖² = (L/F) Σ s_m²`` and the data term ``(1/F) Σ (s_m^L − t_m)²`` at the optimum
+    (golden-section search; the objective is unimodal on ``s > 0``, and ``s = 0`` is taken when it is lower).
     """
     t = np.asarray(targets, dtype=float).reshape(-1)
-    if lam <= 0 or L < 1 or F < 1 or np.any(t < 0):
-        raise ValueError(f"need lam > 0, L >= 1, F >= 1 and targets >= 0, got lam={lam}, L={L}, F={F}")
+    if weight_decay <= 0 or L < 1 or F < 1 or np.any(t < 0):
+        raise ValueError(f"need weight_decay > 0, L >= 1, F >= 1 and targets >= 0, got weight_decay={weight_decay}, "
+                         f"L={L}, F={F}")
+    lam = weight_decay / 2  # the penalty (λ/2)‖θ‖²
     norm, err, out = 0.0, 0.0, []
     for tm in t:
         def f(s: float, tm: float = tm) -> float:
@@ -246,7 +251,7 @@ def balanced_factorisation(H_hat: NDArray[np.complexfloating], L: int, width: in
                 target[m, :r, :r] = B
             if 0 < m and 2 * m != d:
                 target[d - m] = np.conj(target[m])
-    return [np.fft.ifft(np.moveaxis(B, 0, -1), axis=-1).real for B in blocks]
+    return [idft(np.moveaxis(B, 0, -1), 1).real for B in blocks]
 
 
 # ---------------------------------------------------------------------------------------------- resolution changes
@@ -264,10 +269,10 @@ def upsample(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
     Nyquist bin of an even ``n`` is split evenly between ``±n/2`` of the fine grid.
     """
     n = x.shape[-1]
-    xh = torch.fft.rfft(x, dim=-1) * factor
+    xh = rdft(x, 1) * factor
     if n % 2 == 0:
         xh = torch.cat([xh[..., :-1], xh[..., -1:] / 2], dim=-1)
-    return torch.fft.irfft(xh, n=n * factor, dim=-1)
+    return irdft(xh, n * factor, 1)
 
 
 # --------------------------------------------------------------------------------------------------- the network
@@ -291,6 +296,7 @@ class CircularCNN(torch.nn.Module):
             the whole last activation, ``C_L · d^k`` features).
         init_scale: filters start as ``init_scale · N(0, 1)/sqrt(d_ℓ)`` (``d_ℓ`` the layer's filter size), biases 0.
         seed: seed of the initial weights. ``dtype``: float64 by default (precision claims).
+        device: where the parameters live (drawn on the CPU from ``seed``, then moved: the same network anywhere).
     """
 
     def __init__(
@@ -306,8 +312,10 @@ class CircularCNN(torch.nn.Module):
         init_scale: float = 0.3,
         seed: int = 0,
         dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
     ) -> None:
         super().__init__()
+        dev = check_device(device)
         widths = [int(w) for w in widths]
         if len(widths) < 2 or min(widths) < 1:
             raise ValueError(f"widths must list at least 2 positive channel counts, got {widths}")
@@ -345,6 +353,7 @@ class CircularCNN(torch.nn.Module):
                 lin.weight.copy_(torch.randn(lin.weight.shape, generator=gen, dtype=dtype) / math.sqrt(features))
                 lin.bias.zero_()
             self.head = lin
+        self.to(dev)
 
     def layer_size(self, ell: int) -> tuple[int, ...]:
         """Spatial size on which conv layer ``ell`` (1-based) acts."""
@@ -402,13 +411,13 @@ def transplant_to_half_resolution(model: CircularCNN, downsample: tuple[int, int
         raise ValueError("transplant needs a full-resolution 1-D model without head")
     d = model.spatial[0]
     out = CircularCNN(model.widths, d, relu=model.relu, bias=model.biases is not None, downsample=downsample,
-                      dtype=model.filters[0].dtype)
+                      dtype=model.filters[0].dtype, device=model.filters[0].device)
     with torch.no_grad():
         for ell, (w_new, w_old) in enumerate(zip(out.filters, model.filters), start=1):
             if downsample[0] <= ell <= downsample[1]:
-                wh = torch.fft.rfft(w_old, dim=-1)[..., : d // 4 + 1].clone()
+                wh = rdft(w_old, 1)[..., : d // 4 + 1].clone()
                 wh[..., -1] = wh[..., -1].real
-                w_new.copy_(torch.fft.irfft(wh, n=d // 2, dim=-1) / math.sqrt(2.0))
+                w_new.copy_(irdft(wh, d // 2, 1) / math.sqrt(2.0))
             else:
                 w_new.copy_(w_old)
         if model.biases is not None and out.biases is not None:
@@ -428,14 +437,14 @@ def population_mse(model: CircularCNN, target_blocks: NDArray[np.complexfloating
     if model.relu or model.biases is not None or model.head is not None or model.downsample is not None:
         raise ValueError("population_mse needs a linear model without biases, head or downsampling")
     F = math.prod(model.spatial)
-    target = torch.as_tensor(np.asarray(target_blocks), dtype=torch.complex128)
+    device = model.filters[0].device
+    target = torch.as_tensor(np.asarray(target_blocks), dtype=torch.complex128).to(device)
     if tuple(target.shape) != (F, model.widths[-1], model.widths[0]):
         raise ValueError(f"target blocks must have shape ({F}, {model.widths[-1]}, {model.widths[0]}), "
                          f"got {tuple(target.shape)}")
-    dims = _spatial_dims(len(model.spatial))
     H = None
     for w in model.filters:
-        wh = torch.fft.fftn(w, dim=dims).reshape(w.shape[0], w.shape[1], F).permute(2, 0, 1)
+        wh = dft(w, len(model.spatial)).reshape(w.shape[0], w.shape[1], F).permute(2, 0, 1)
         H = wh if H is None else wh @ H
     assert H is not None
     diff = H - target.to(H.dtype)
@@ -458,17 +467,22 @@ def lowpass_blocks(d: int, K: int) -> NDArray[np.complexfloating]:
 def lowpass(x: torch.Tensor, K: int) -> torch.Tensor:
     """Ideal low-pass filter along the last axis: keep ``|m| ≤ K``."""
     d = x.shape[-1]
-    mask = torch.as_tensor(band_mask(d, K)[: d // 2 + 1], dtype=x.dtype)
-    return torch.fft.irfft(torch.fft.rfft(x, dim=-1) * mask, n=d, dim=-1)
+    mask = torch.as_tensor(band_mask(d, K)[: d // 2 + 1], dtype=x.dtype, device=x.device)
+    return irdft(rdft(x, 1) * mask, d, 1)
 
 
 def gaussian_signals(
-    n: int, d: int, channels: int = 1, seed: int = 0, dtype: torch.dtype = torch.float64
+    n: int, d: int, channels: int = 1, seed: int = 0, dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
 ) -> torch.Tensor:
-    """``n`` white Gaussian signals ``x ~ N(0, I)``, shape ``(n, channels, d)``, from their own generator."""
+    """``n`` white Gaussian signals ``x ~ N(0, I)``, shape ``(n, channels, d)``, from their own generator.
+
+    Drawn on the CPU (the same numbers on every device), then moved to ``device``.
+    """
     if n < 1 or d < 2 or channels < 1:
         raise ValueError(f"need n >= 1, d >= 2, channels >= 1, got n={n}, d={d}, channels={channels}")
-    return torch.randn(n, channels, d, generator=torch.Generator().manual_seed(int(seed)), dtype=dtype)
+    dev = check_device(device)
+    return torch.randn(n, channels, d, generator=torch.Generator().manual_seed(int(seed)), dtype=dtype).to(dev)
 
 
 def activation_power_spectrum(a: torch.Tensor | NDArray[np.floating]) -> NDArray[np.floating]:
@@ -482,7 +496,7 @@ def activation_power_spectrum(a: torch.Tensor | NDArray[np.floating]) -> NDArray
     if arr.ndim not in (3, 4):
         raise ValueError(f"activations must have shape (N, C, *spatial), got {arr.shape}")
     arr = arr - arr.mean(axis=0, keepdims=True)
-    power = (np.abs(np.fft.fftn(arr, axes=tuple(range(2, arr.ndim)))) ** 2).sum(axis=(0, 1))
+    power = power_spectrum(arr, arr.ndim - 2).sum(axis=(0, 1))
     total = power.sum()
     if not total > 0:
         raise ValueError("activations have zero variance over samples")
@@ -532,58 +546,3 @@ def band_power_fraction(spectrum: NDArray[np.floating], K: int) -> float:
     if s.ndim != 1 or K < 0 or K >= s.size:
         raise ValueError(f"need a 1-D folded spectrum and 0 <= K < {s.size}, got shape {s.shape}, K={K}")
     return float(s[: K + 1].sum() / s.sum())
-
-
-# --------------------------------------------------------------------------------------------------- the trainer
-def train_weight_decay(
-    model: torch.nn.Module,
-    loss_fn: Callable[[torch.nn.Module], torch.Tensor],
-    *,
-    weight_decay: float,
-    steps: int,
-    lr: float,
-    lr_final: float | None = None,
-    optimizer: Literal["adam", "gd"] = "adam",
-    record_every: int = 100,
-    progress: bool | None = None,
-    desc: str = "training",
-    record: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-) -> pd.DataFrame:
-    """Full-batch training of ``loss_fn(model) + weight_decay · ‖θ‖²`` (explicit L2 penalty on all parameters).
-
-    The learning rate decays geometrically from ``lr`` to ``lr_final`` (default: constant). A tqdm progress bar is
-    shown when ``progress`` is true (default: only when stderr is a terminal, so executed notebooks stay quiet).
-    Returns a tidy table
-    with columns ``step, loss, sq_norm, objective`` every ``record_every`` steps and at the end, plus the entries
-    of ``record(model)`` when given (e.g. per-frequency amplitudes of the end-to-end map).
-    """
-    if steps < 1 or lr <= 0 or weight_decay < 0 or record_every < 1:
-        raise ValueError(f"need steps >= 1, lr > 0, weight_decay >= 0, record_every >= 1; got steps={steps}, "
-                         f"lr={lr}, weight_decay={weight_decay}, record_every={record_every}")
-    if optimizer not in ("adam", "gd"):
-        raise ValueError(f"optimizer must be 'adam' or 'gd', got {optimizer!r}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
-    gamma = (lr_final / lr) ** (1.0 / steps) if lr_final is not None else 1.0
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
-    rows = []
-    show = sys.stderr.isatty() if progress is None else progress
-    for step in progress_bar(range(steps + 1), desc=desc, enabled=show, mininterval=2.0):
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model)
-        sq = sum((p**2).sum() for p in params)
-        obj = loss + weight_decay * sq
-        if step % record_every == 0 or step == steps:
-            row = {"step": step, "loss": loss.item(), "sq_norm": float(sq.detach()), "objective": obj.item()}
-            if record is not None:
-                with torch.no_grad():
-                    row.update(record(model))
-            rows.append(row)
-        if step == steps:
-            break
-        if not torch.isfinite(obj):
-            raise FloatingPointError(f"objective became {obj.item()} at step {step}; lower the learning rate")
-        obj.backward()
-        opt.step()
-        sched.step()
-    return pd.DataFrame(rows)

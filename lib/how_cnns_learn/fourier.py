@@ -12,12 +12,19 @@ One convention everywhere (chapter "Deep linear networks", box "Conventions"):
   ``Σ_j |Φ_j|² = n²``, and the *dominant frequency amplitude* ``Φ* = max_j |Φ_j|`` lies in ``[1, n]``:
   ``n`` for a constant image, ``n/√2`` for a pure cosine, ``1`` for a single-pixel delta.
 
-Arrays are numpy; shapes are given as ``(n, n)`` for one image and ``(p, n, n)`` for a stack.
+Arrays are numpy; shapes are given as ``(n, n)`` for one image and ``(p, n, n)`` for a stack. The transforms
+:func:`dft`, :func:`idft`, :func:`rdft`, :func:`irdft` and :func:`power_spectrum` are the same unnormalised DFT over
+the last one or two axes of any stack, for numpy arrays *and* torch tensors (differentiable, on the tensor's device):
+every module of the book (the Wen & Jacot circular CNNs of :mod:`~how_cnns_learn.bottleneck` included, whose 1-D
+signals use ``F_d`` along one axis) transforms through them.
 """
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
+import torch
 from numpy.typing import NDArray
 
 __all__ = [
@@ -25,8 +32,13 @@ __all__ = [
     "circular_convolve",
     "cross_correlation_weight_to_kernel",
     "kernel_to_cross_correlation_weight",
+    "dft",
     "dft2",
     "dft_matrix",
+    "idft",
+    "irdft",
+    "power_spectrum",
+    "rdft",
     "embed_kernel",
     "frequency_block_norms",
     "frequency_coupling",
@@ -58,6 +70,70 @@ def dft2(images: NDArray[np.floating]) -> NDArray[np.complexfloating]:
     if arr.ndim not in (2, 3) or arr.shape[-1] != arr.shape[-2]:
         raise ValueError(f"dft2 expects (n, n) or (p, n, n) square images, got shape {arr.shape}")
     return np.fft.fft2(arr, axes=(-2, -1))
+
+
+Signal = TypeVar("Signal", NDArray[np.generic], torch.Tensor)
+
+
+def _axes(x: NDArray[np.generic] | torch.Tensor, ndim: int, name: str) -> tuple[int, ...]:
+    if ndim not in (1, 2):
+        raise ValueError(f"ndim must be 1 or 2 (transform over the last one or two axes), got {ndim!r}")
+    if x.ndim < ndim:
+        raise ValueError(f"{name} must have at least {ndim} axes to transform, got shape {tuple(x.shape)}")
+    return tuple(range(-ndim, 0))
+
+
+def dft(x: Signal, ndim: int = 2) -> Signal:
+    """Unnormalised DFT over the last ``ndim`` axes (1 or 2) of a stack ``(..., n)`` or ``(..., n, n)``.
+
+    ``x̂[m] = Σ_j x[j] e^{−2πi j·m/n}`` (``Q`` of the module docstring for ``ndim = 2``). numpy in, numpy out
+    (``numpy.fft.fftn``); a torch tensor in, a torch tensor out (``torch.fft.fftn``: differentiable, same device).
+    """
+    if isinstance(x, torch.Tensor):
+        return torch.fft.fftn(x, dim=_axes(x, ndim, "x"))
+    arr = np.asarray(x)
+    return np.fft.fftn(arr, axes=_axes(arr, ndim, "x"))
+
+
+def idft(x_hat: Signal, ndim: int = 2) -> Signal:
+    """Inverse of :func:`dft` (carries the ``1/n^ndim``); complex out, take ``.real`` for real signals."""
+    if isinstance(x_hat, torch.Tensor):
+        return torch.fft.ifftn(x_hat, dim=_axes(x_hat, ndim, "x_hat"))
+    arr = np.asarray(x_hat)
+    return np.fft.ifftn(arr, axes=_axes(arr, ndim, "x_hat"))
+
+
+def rdft(x: Signal, ndim: int = 2) -> Signal:
+    """:func:`dft` of a real stack, keeping the frequencies ``0 … ⌊n/2⌋`` of the last axis (``rfftn``).
+
+    The others follow by conjugate symmetry, ``x̂[−m] = conj(x̂[m])``; shape ``(..., n//2 + 1)`` or
+    ``(..., n, n//2 + 1)``.
+    """
+    if isinstance(x, torch.Tensor):
+        return torch.fft.rfftn(x, dim=_axes(x, ndim, "x"))
+    arr = np.asarray(x)
+    return np.fft.rfftn(arr, axes=_axes(arr, ndim, "x"))
+
+
+def irdft(x_hat: Signal, size: int | tuple[int, ...], ndim: int = 2) -> Signal:
+    """Inverse of :func:`rdft`: the real stack whose last ``ndim`` axes have ``size`` (an int: ``n`` for each)."""
+    axes = _axes(x_hat, ndim, "x_hat")
+    shape = (size,) * ndim if isinstance(size, (int, np.integer)) else tuple(int(s) for s in size)
+    if len(shape) != ndim:
+        raise ValueError(f"size must give {ndim} spatial size(s), got {size!r}")
+    if isinstance(x_hat, torch.Tensor):
+        return torch.fft.irfftn(x_hat, s=shape, dim=axes)
+    return np.fft.irfftn(np.asarray(x_hat), s=shape, axes=axes)
+
+
+def power_spectrum(x: Signal, ndim: int = 2, half: bool = False) -> Signal:
+    """``|x̂|²``, the power of every frequency of the last ``ndim`` axes (:func:`dft`; ``half``: :func:`rdft`).
+
+    For embedded kernels ``r̃`` ``(..., n, n)`` this is the **kernel power** ``|λ_j|² = |(Q r̃)_j|²`` of the linear
+    CNN; for the dense layer's images ``W`` ``(..., p, n, n)``, ``power_spectrum(W).sum(-3)`` is ``Σ_i |(QW_i)_j|²``.
+    """
+    hat = rdft(x, ndim) if half else dft(x, ndim)
+    return abs(hat) ** 2
 
 
 def dominant_amplitude(images: NDArray[np.floating]) -> NDArray[np.floating]:
