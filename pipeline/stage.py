@@ -19,6 +19,7 @@ from typing import Any
 import nbformat
 import yaml
 from how_cnns_learn.claims import EQUATION_REF, KINDS, Claim, format_value
+from how_cnns_learn.interactive import write_plotly_js
 
 from .cards import cards_table
 from .execute import BOOK, ROOT, BuildPaths, ChapterFailed, chapters
@@ -154,6 +155,7 @@ def stage(paths: BuildPaths = BuildPaths(), book: Path = BOOK, root: Path = ROOT
     shutil.copytree(root / "_static", src / "_static", dirs_exist_ok=True)  # the site's CSS (claim badges, dark mode)
     shutil.copy2(root / "_toc.yml", src / "_toc.yml")
     (src / "_config.yml").write_text(_staged_config(root / "_config.yml"))
+    write_plotly_js(src / "_extra")  # plotly.js for the interactive explorers, served by the site itself (no CDN)
     if not (MATHJAX_NPM / "tex-mml-chtml.js").exists():
         raise ChapterFailed(f"MathJax not found at {MATHJAX_NPM}; run `make mathjax`")
     target = src / "_extra" / "mathjax"

@@ -24,6 +24,8 @@ __all__ = [
     "image_panels",
     "layer_frequency_heatmap",
     "mode_palette",
+    "mode_palette_hex",
+    "FONT_FAMILY",
     "set_book_style",
     "theory_vs_simulation",
 ]
@@ -61,6 +63,16 @@ def mode_palette(n_modes: int) -> list[tuple[float, float, float]]:
         return sns.color_palette("colorblind", n_modes)
     ramp = plt.get_cmap("viridis")
     return [tuple(float(c) for c in ramp(x)[:3]) for x in np.linspace(0.0, 0.8, n_modes)]
+
+
+FONT_FAMILY = "DejaVu Sans, Bitstream Vera Sans, Verdana, sans-serif"
+"""The book's figure font (matplotlib's default sans-serif under the seaborn theme), for figures drawn in the browser
+(:mod:`~how_cnns_learn.interactive`)."""
+
+
+def mode_palette_hex(n_modes: int) -> list[str]:
+    """:func:`mode_palette` as ``#rrggbb`` strings (for figures drawn in the browser)."""
+    return ["#{:02x}{:02x}{:02x}".format(*(int(round(255 * c)) for c in colour)) for colour in mode_palette(n_modes)]
 
 
 def _as_tbk(name: str, arr: NDArray[np.floating], T: int) -> NDArray[np.floating]:
