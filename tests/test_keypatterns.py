@@ -87,3 +87,59 @@ def test_winner_growth_matches_noise_free_sgd():
     assert kp.winner_growth(0.0, 2, 100, 0.1, offset=0.5)[-1] < kp.winner_growth(0.0, 2, 100, 0.1)[-1]
     np.testing.assert_allclose(kp.winner_growth(0.0, 2, 100, 0.1, k=9, offset=0.5), kp.winner_growth(4.5, 2, 100, 0.1, k=9),
                                rtol=1e-12)
+
+
+def _numpy_reference(patterns, filters, seeds, steps, lr=0.1, init_scale=0.01, k=9, noise=0.05):
+    """The trainer as it was written in numpy before it was batched in torch (one point per call)."""
+    d = patterns.shape[1]
+    W = np.stack([init_scale * np.random.default_rng(s).standard_normal((filters, d)) for s in seeds])
+    a = np.concatenate([np.ones(filters // 2), -np.ones(filters // 2)])
+    keys = np.where(a[:, None] > 0, patterns[1], patterns[0])
+    rng = np.random.default_rng([10_007, *seeds[:4], len(seeds)])
+    overlaps = [np.einsum("srd,rd->sr", W, keys)]
+    for _ in range(steps):
+        x, y = kp.sample_key_patterns(patterns, rng, len(seeds), k, noise)
+        pre = np.einsum("srd,skd->srk", W, x)
+        f = (a * np.maximum(pre, 0.0).mean(-1)).sum(-1)
+        g = 1.0 / (1.0 + np.exp(np.clip(y * f, -50, 50)))
+        W = W + (lr / k) * (g * y)[:, None, None] * a[None, :, None] * np.einsum("srk,skd->srd", (pre > 0).astype(float), x)
+        overlaps.append(np.einsum("srd,rd->sr", W, keys))
+    return W, np.stack(overlaps)
+
+
+def test_batched_sweep_equals_one_point_runs_and_the_numpy_reference():
+    """All sweep points in one batched loop = one call per point = the numpy loop, to float64 rounding."""
+    P = kp.random_dictionary(d=20, m=10, seed=0)
+    seeds, points = [3, 4, 5], [(2, 0.0), (2, 0.05), (6, 0.05)]
+    runs = kp.train_key_pattern_sweep(P, points=points, seeds=seeds, steps=150)
+    for (filters, noise), run in zip(points, runs):
+        single = kp.train_key_pattern_cnn(P, filters=filters, seeds=seeds, steps=150, noise=noise)
+        np.testing.assert_allclose(run.W, single.W, rtol=0, atol=1e-14)
+        W_ref, overlaps_ref = _numpy_reference(P, filters, seeds, 150, noise=noise)
+        np.testing.assert_allclose(run.W, W_ref, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(run.key_overlap, overlaps_ref, rtol=0, atol=1e-12)
+
+
+def test_initial_filters_depend_only_on_their_own_seed():
+    P = kp.random_dictionary()
+    alone = kp.train_key_pattern_cnn(P, filters=4, seeds=[7], steps=0)
+    shared = kp.train_key_pattern_cnn(P, filters=4, seeds=[2, 7, 9], steps=0)
+    np.testing.assert_array_equal(alone.W0[0], shared.W0[1])
+
+
+def test_device_is_validated_and_recorded():
+    from how_cnns_learn import repro
+
+    repro.reset_devices_used()
+    kp.train_key_pattern_cnn(kp.random_dictionary(), filters=2, seeds=[0], steps=1, device="cpu")
+    assert "train_key_pattern_cnn" in repro.devices_used()["cpu"]
+    with pytest.raises(ValueError, match="device"):
+        kp.train_key_pattern_cnn(kp.random_dictionary(), filters=2, seeds=[0], steps=1, device="tpu9")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the CUDA path is checked against the CPU run")
+def test_cuda_run_equals_cpu_run():
+    P = kp.random_dictionary()
+    cpu = kp.train_key_pattern_cnn(P, filters=4, seeds=[0, 1], steps=200)
+    gpu = kp.train_key_pattern_cnn(P, filters=4, seeds=[0, 1], steps=200, device="cuda")
+    np.testing.assert_allclose(gpu.W, cpu.W, rtol=0, atol=1e-12)

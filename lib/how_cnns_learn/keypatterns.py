@@ -8,19 +8,26 @@ every other, plus ``N(0, noise²)`` per entry. The network (setup reconstructed 
 
     f(x) = Σ_j a_j · (1/k) Σ_i ReLU(w_jᵀ x_i),   a = (+1, …, +1, −1, …, −1) fixed,
 
-trained on the logistic loss ``log(1 + e^{−y f})`` by SGD with one sample per step (numpy, batched over seeds).
+trained on the logistic loss ``log(1 + e^{−y f})`` by SGD with one sample per step. The trainer is batched: all
+seeds, and every (filters, noise) point of a sweep (:func:`train_key_pattern_sweep`), are updated together as torch
+tensors on the requested ``device``; they share one stream of samples (drawn by numpy on the CPU, so the numbers do
+not depend on the device).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from numpy.typing import NDArray
 
+from .repro import check_device, record_device
+
 __all__ = ["KeyPatternRun", "cosine_dictionary", "key_pattern_accuracy", "random_dictionary", "sample_key_patterns",
-           "train_key_pattern_cnn", "winner_growth"]
+           "train_key_pattern_cnn", "train_key_pattern_sweep", "winner_growth"]
 
 
 def random_dictionary(d: int = 20, m: int = 10, seed: int = 0) -> NDArray[np.floating]:
@@ -44,17 +51,42 @@ def cosine_dictionary(d: int, key_frequencies: tuple[int, int], common_frequenci
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
+def _draw_key_patterns(
+    patterns: NDArray[np.floating], rng: np.random.Generator, count: int, k: int
+) -> tuple[NDArray[np.intp], NDArray[np.floating], NDArray[np.floating]]:
+    """The random part of :func:`sample_key_patterns`: pattern indices ``(count, k)``, labels ``(count,)`` and the
+    unit-variance noise ``(count, k, d)``, drawn in this order (so every noise level sees the same draws)."""
+    m, d = patterns.shape
+    y = rng.choice([-1.0, 1.0], size=count)
+    index = 2 + rng.integers(0, m - 2, size=(count, k))
+    index[np.arange(count), rng.integers(0, k, size=count)] = np.where(y > 0, 1, 0)
+    return index, y, rng.standard_normal((count, k, d))
+
+
 def sample_key_patterns(
     patterns: NDArray[np.floating], rng: np.random.Generator, count: int, k: int = 9, noise: float = 0.05
 ) -> tuple[NDArray[np.floating], NDArray[np.floating]]:
     """``count`` samples: patches ``(count, k, d)`` and labels ``(count,)`` in ``{−1, +1}``."""
     if k < 1 or noise < 0 or count < 1:
         raise ValueError(f"need k >= 1, noise >= 0 and count >= 1, got k={k}, noise={noise}, count={count}")
-    m, d = patterns.shape
-    y = rng.choice([-1.0, 1.0], size=count)
-    index = 2 + rng.integers(0, m - 2, size=(count, k))
-    index[np.arange(count), rng.integers(0, k, size=count)] = np.where(y > 0, 1, 0)
-    return patterns[index] + noise * rng.standard_normal((count, k, d)), y
+    index, y, z = _draw_key_patterns(patterns, rng, count, k)
+    return patterns[index] + noise * z, y
+
+
+@contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """On the CPU, run torch single-threaded inside the block (then restore the thread count): the batched key-pattern
+    step works on tensors of ~10⁵ entries, where intra-op threads cost more in synchronisation than they save (on a
+    shared 2-core machine a 2-thread loop was measured 10-30× slower). Other devices: no change."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)
@@ -88,34 +120,84 @@ def train_key_pattern_cnn(
     init_scale: float = 0.01,
     k: int = 9,
     noise: float = 0.05,
+    device: str | torch.device = "cpu",
 ) -> KeyPatternRun:
-    """SGD (one fresh sample per step and seed) on the logistic loss; returns the run.
+    """SGD (one fresh sample per step and seed) on the logistic loss; returns the run of all ``seeds`` (trained
+    together, :func:`train_key_pattern_sweep` with one point).
 
     Gradient: ``∂(−log σ(y f))/∂w_j = −g y a_j (1/k) Σ_i 1[w_jᵀx_i > 0] x_i`` with ``g = 1/(1 + e^{y f})``.
     """
-    if filters < 2 or filters % 2:
-        raise ValueError(f"filters must be a positive even number (half with a = +1, half with a = −1), got {filters}")
-    if steps < 0 or not lr > 0 or not init_scale > 0:
-        raise ValueError(f"need steps >= 0, lr > 0 and init_scale > 0, got {steps}, {lr}, {init_scale}")
-    seeds = list(seeds)
+    return train_key_pattern_sweep(patterns, points=[(filters, noise)], seeds=seeds, steps=steps, lr=lr,
+                                   init_scale=init_scale, k=k, device=device)[0]
+
+
+def train_key_pattern_sweep(
+    patterns: NDArray[np.floating],
+    *,
+    points: Sequence[tuple[int, float]],
+    seeds: Sequence[int],
+    steps: int = 3000,
+    lr: float = 0.1,
+    init_scale: float = 0.01,
+    k: int = 9,
+    device: str | torch.device = "cpu",
+) -> list[KeyPatternRun]:
+    """Train ``len(seeds)`` networks at every sweep point ``(filters, noise)`` of ``points``, all in one batched loop;
+    returns one :class:`KeyPatternRun` per point, equal (to float rounding) to :func:`train_key_pattern_cnn` at that
+    point with the same seeds.
+
+    Seed ``s``'s initial filters are ``init_scale · N(0, 1)`` drawn from ``numpy.random.default_rng(s)`` (its own
+    seed only). The samples are drawn once per step for all points and seeds from the generator
+    ``default_rng([10_007, *seeds[:4], len(seeds)])`` (pattern indices, labels and unit noise; a point adds its
+    ``noise`` times the unit noise), so every point sees the same samples, as separate calls would.
+    Cost per step: ``O(S·k·d·Σ filters)`` on ``device`` plus the draw of ``S·k·d`` normals on the CPU.
+    """
+    dev = check_device(device)
+    points = [(int(r), float(noise)) for r, noise in points]
+    if not points:
+        raise ValueError("points must hold at least one (filters, noise) pair")
+    for filters, noise in points:
+        if filters < 2 or filters % 2:
+            raise ValueError(f"filters must be a positive even number (half with a = +1, half with a = −1), got {filters}")
+        if noise < 0:
+            raise ValueError(f"need noise >= 0, got {noise}")
+    if steps < 0 or not lr > 0 or not init_scale > 0 or k < 1:
+        raise ValueError(f"need steps >= 0, lr > 0, init_scale > 0 and k >= 1, got {steps}, {lr}, {init_scale}, {k}")
+    seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must not be empty")
-    d = patterns.shape[1]
-    W = np.stack([init_scale * np.random.default_rng(s).standard_normal((filters, d)) for s in seeds])
-    W0 = W.copy()
-    a = np.concatenate([np.ones(filters // 2), -np.ones(filters // 2)])
-    keys = np.where(a[:, None] > 0, patterns[1], patterns[0])  # (r, d)
+    P = np.asarray(patterns, dtype=float)
+    if P.ndim != 2 or P.shape[0] < 3:
+        raise ValueError(f"patterns must be an (m >= 3, d) dictionary, got shape {P.shape}")
+    d = P.shape[1]
+    record_device(dev, by="train_key_pattern_cnn")
+    as_t = lambda v: torch.as_tensor(v, dtype=torch.float64, device=dev)  # noqa: E731
+    P_t = as_t(P)
+    nets = []
+    for filters, noise in points:
+        W0 = np.stack([init_scale * np.random.default_rng(s).standard_normal((filters, d)) for s in seeds])
+        a = np.concatenate([np.ones(filters // 2), -np.ones(filters // 2)])
+        keys = as_t(np.where(a[:, None] > 0, P[1], P[0]))  # (r, d)
+        W = as_t(W0)
+        overlaps = torch.empty((steps + 1, len(seeds), filters), dtype=torch.float64, device=dev)
+        overlaps[0] = torch.einsum("srd,rd->sr", W, keys)
+        nets.append({"W0": W0, "a": a, "a_t": as_t(a), "keys": keys, "W": W, "overlaps": overlaps, "noise": noise})
     rng = np.random.default_rng([10_007, *seeds[:4], len(seeds)])
-    overlaps = np.empty((steps + 1, len(seeds), filters))
-    overlaps[0] = np.einsum("srd,rd->sr", W, keys)
-    for t in range(steps):
-        x, y = sample_key_patterns(patterns, rng, len(seeds), k, noise)
-        pre = np.einsum("srd,skd->srk", W, x)
-        f = (a * np.maximum(pre, 0.0).mean(-1)).sum(-1)
-        g = 1.0 / (1.0 + np.exp(np.clip(y * f, -50, 50)))
-        W = W + (lr / k) * (g * y)[:, None, None] * a[None, :, None] * np.einsum("srk,skd->srd", (pre > 0).astype(float), x)
-        overlaps[t + 1] = np.einsum("srd,rd->sr", W, keys)
-    return KeyPatternRun(W0=W0, W=W, a=a, key_overlap=overlaps)
+    with _one_cpu_thread(dev):
+        for t in range(steps):
+            index, y_np, z_np = _draw_key_patterns(P, rng, len(seeds), k)
+            base, y, z = P_t[torch.as_tensor(index, device=dev)], as_t(y_np), as_t(z_np)
+            for net in nets:
+                x = base + net["noise"] * z  # (S, k, d)
+                W, a = net["W"], net["a_t"]
+                pre = torch.einsum("srd,skd->srk", W, x)
+                f = (a * pre.clamp_min(0.0).mean(-1)).sum(-1)
+                g = 1.0 / (1.0 + torch.exp(torch.clamp(y * f, -50, 50)))
+                step = torch.einsum("srk,skd->srd", (pre > 0).to(x.dtype), x)
+                net["W"] = W + (lr / k) * (g * y)[:, None, None] * a[None, :, None] * step
+                net["overlaps"][t + 1] = torch.einsum("srd,rd->sr", net["W"], net["keys"])
+    return [KeyPatternRun(W0=net["W0"], W=net["W"].cpu().numpy(), a=net["a"], key_overlap=net["overlaps"].cpu().numpy())
+            for net in nets]
 
 
 def key_pattern_accuracy(
