@@ -193,7 +193,7 @@ def grid_explorer(
             "ratio": _num(row["ratio"]),
             "within": bool(row["within"]),
             "region": row["region"],
-            "status": f"<b>{where}</b><br>largest residual = {ratio} × tolerance: <b>{verdict}</b> · "
+            "status": f"<b>{where}</b><br>largest residual = {ratio} × tolerance: <b>{verdict}</b><br>"
                       f"{REGION_TEXT[row['region']]}",
         })
     if default is None:
@@ -233,11 +233,11 @@ def grid_explorer(
             "steps": [{"label": fmt[axis](v), "method": "skip", "args": [], "value": str(j)}
                       for j, v in enumerate(values)],
         })
-    height = _PLOT_HEIGHT + 160 + 100 * len(varied)
+    height = _PLOT_HEIGHT + 182 + 100 * len(varied)
     font = {"family": FONT_FAMILY, "size": 13, "color": "#262626"}
     layout = {
         "height": height, "font": font, "template": "none", "paper_bgcolor": "white", "plot_bgcolor": "#eaeaf2",
-        "margin": {"l": 70, "r": 20, "t": 70, "b": 90 + 100 * len(varied)},
+        "margin": {"l": 70, "r": 20, "t": 92, "b": 90 + 100 * len(varied)},
         "xaxis": {"anchor": "y", "domain": [0, 1], "matches": "x2", "showticklabels": False, "gridcolor": "white",
                   "zeroline": False},
         "yaxis": {"domain": [0.40, 1.0], "title": {"text": "mode strength a/s"}, "gridcolor": "white", "zeroline": False},
