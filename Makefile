@@ -2,9 +2,11 @@
 #
 #   make book               set up .venv, execute every chapter (quick mode), build the HTML
 #   make book MODE=full     the same in full mode (the website build)
-#   make test               lib unit tests + every chapter in quick mode + pipeline tests
+#   make test               lib unit tests + every chapter in quick mode + pipeline tests (reuses what `make book`
+#                           executed: each chapter runs once per cache key)
 #
-# Variables: MODE=quick|full  SEED=<int>  DEVICE=auto|cpu|cuda  PYTHON=<python3.11>  NAME=<chapter>
+# Variables: MODE=quick|full  SEED=<int>  DEVICE=auto|cpu|cuda  PYTHON=<python3.11>  NAME=<chapter>  DATA=<file>
+#            JOBS=<workers> (default: the number of cores)  SCHEDULER=<tcp://host:8786> (a running Dask cluster)
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -15,6 +17,11 @@ PYTHON ?= python3
 MODE ?= quick
 SEED ?= 0
 DEVICE ?= auto
+# Chapters execute as tasks on Dask: a local cluster of JOBS worker processes (one chapter and one torch thread
+# each), or the running cluster at SCHEDULER (its workers run this checkout: PYTHONPATH=<checkout> dask worker ADDR).
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+SCHEDULER ?=
+export JOBS SCHEDULER
 PYTEST_ARGS ?=
 MATHJAX_VERSION := 3.2.2
 
@@ -24,7 +31,8 @@ VENV_STAMP := $(VENV)/.installed
 MATHJAX := _build/npm/node_modules/mathjax/es5/tex-mml-chtml.js
 HTML := _build/html
 
-# Torch on 2 cores runs these small problems much faster with one intra-op thread (see `make bench-threads`).
+# Torch on 2 cores runs these small problems much faster with one intra-op thread per chapter, one chapter per core
+# (see `make bench-threads` and README, *Running locally*).
 export OMP_NUM_THREADS ?= 1
 unexport MPLBACKEND
 
@@ -32,7 +40,7 @@ unexport MPLBACKEND
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
-	@echo "  variables: MODE=$(MODE) SEED=$(SEED) DEVICE=$(DEVICE) NAME=<chapter>"
+	@echo "  variables: MODE=$(MODE) SEED=$(SEED) DEVICE=$(DEVICE) JOBS=$(JOBS) SCHEDULER=$(SCHEDULER) NAME=<chapter>"
 
 $(VENV_STAMP): environment.yml lib/pyproject.toml
 	$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 11) <= v <= (3, 13) else f"Python 3.11, 3.12 or 3.13 is required (every pinned package of environment.yml has wheels for these); found {v[0]}.{v[1]}: set PYTHON=python3.11 (or 3.12, 3.13), or use conda: conda env create -f environment.yml")'
@@ -52,12 +60,12 @@ $(MATHJAX):
 
 mathjax: $(MATHJAX) ## vendor MathJax from npm (the book never loads it from a CDN)
 
-execute: $(VENV_STAMP) ## execute all chapters with papermill (cached; MODE, SEED, DEVICE)
-	$(PY) -m pipeline execute --mode $(MODE) --seed $(SEED) --device $(DEVICE)
+execute: $(VENV_STAMP) ## execute all chapters with papermill, JOBS at a time (cached; MODE, SEED, DEVICE, SCHEDULER)
+	$(PY) -m pipeline execute --mode $(MODE) --seed $(SEED) --device $(DEVICE) --jobs $(JOBS) $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
-chapter: $(VENV_STAMP) ## execute one chapter: make chapter NAME=<stem> (always re-runs it)
+chapter: $(VENV_STAMP) ## execute one chapter: make chapter NAME=<stem> [DATA=<file> for your_data] (always re-runs it)
 	@test -n "$(NAME)" || { echo "usage: make chapter NAME=<chapter>; chapters:"; $(PY) -m pipeline chapters; exit 2; }
-	$(PY) -m pipeline execute --force --mode $(MODE) --seed $(SEED) --device $(DEVICE) $(NAME)
+	$(PY) -m pipeline execute --force --mode $(MODE) --seed $(SEED) --device $(DEVICE) $(if $(DATA),--param data=$(abspath $(DATA))) $(NAME)
 
 stage: execute $(MATHJAX) ## stage executed chapters + status page into _build/src
 	$(PY) -m pipeline stage
@@ -108,15 +116,16 @@ notebooks-branch: stage ## assemble the published notebooks (executed) + lib + b
 pdf: stage browser ## the whole book as one PDF (_build/book.pdf), printed offline by headless Chromium
 	$(PY) -m pipeline.pdf
 
-bench: $(VENV_STAMP) ## benchmark the batched FFT simulator against a plain PyTorch loop (side by side)
-	$(PY) bench/simulator.py
+bench: $(VENV_STAMP) ## the linear-CNN simulator vs the per-network loop and the strongest batched autograd baseline (DEVICE=cuda on a GPU); table in bench/results/
+	$(PY) bench/simulator.py --device $(DEVICE) --out-dir bench/results
 
 bench-threads: $(VENV_STAMP) ## measure torch intra-op threads 1 vs 2 on a chapter-sized problem
 	$(PY) bench/threads.py
 
 clean: ## remove build outputs (keeps .venv and the vendored MathJax)
 	rm -rf _build/src _build/jb _build/html _build/claims _build/keys _build/pdf _build/book.pdf _build/screenshots \
-		_build/notebooks-branch _build/failed _build/faults.json
+		_build/notebooks-branch _build/failed _build/faults.json _build/seeds _build/clean _build/timings.json \
+		_build/timings.md
 
 clean-venv: ## remove the virtual environment
 	rm -rf $(VENV)
