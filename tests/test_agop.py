@@ -180,3 +180,71 @@ BAD = [
 def test_bad_input_raises_a_named_error(call, match):
     with pytest.raises((ValueError, TypeError), match=match.replace("(", r"\(").replace(")", r"\)")):
         call()
+
+
+def _digit_sets(n_train=130, n_test=40):
+    digits = data.digits("standardised")
+    return (data.TrainingSet(digits.inputs[:n_train], digits.targets[:n_train]),
+            data.TrainingSet(digits.inputs[n_train:n_train + n_test], digits.targets[n_train:n_train + n_test]))
+
+
+def test_batched_cnfa_training_equals_one_seed_runs():
+    """vmap over stacked seeds = each seed alone through training.train_classifier (float64: to 1e-10)."""
+    from how_cnns_learn import training
+
+    train, test = _digit_sets()
+    runs = agop.train_cnfa_cnns([4, 2], train, test, epochs=2, batch_size=32, width=6, init_std=0.1,
+                                dtype=torch.float64, method="vmap")
+    assert runs.seeds == [4, 2] and runs.device == "cpu"
+    for i, s in enumerate([4, 2]):
+        torch.manual_seed(s)
+        net = agop.CNFACNN(width=6, init_std=0.1, dtype=torch.float64)
+        start = [p.detach().clone() for p in net.parameters()]
+        history = training.train_classifier(net, train, test_data=test, epochs=2, lr=1e-3, batch_size=32,
+                                            optimizer="adam", seed=s)
+        for a, b, b0 in zip(runs.trained[i].parameters(), net.parameters(), start):
+            assert torch.allclose(a, b, rtol=0, atol=1e-10) and not torch.allclose(b, b0)
+        for a, b0 in zip(runs.initial[i].parameters(), start):
+            assert torch.equal(a, b0)  # a seed's initialisation depends only on its own seed
+        assert runs.test_accuracy[i] == pytest.approx(history["test accuracy"].iloc[-1], abs=1e-12)
+    looped = agop.train_cnfa_cnns([4, 2], train, test, epochs=2, batch_size=32, width=6, init_std=0.1,
+                                  dtype=torch.float64, method="loop")
+    for a, b in zip(looped.trained[1].parameters(), runs.trained[1].parameters()):
+        assert torch.allclose(a, b, rtol=0, atol=1e-10)
+
+
+def test_batched_cnfa_training_float32_bound():
+    """float32: the batched convolution rounds differently (oneDNN's grouped kernels), and Adam divides by √v, so a
+    rounding difference in a small gradient moves its entry by up to O(lr) per step. The stated bound for this short
+    run (8 steps): every weight within 1e-4 of its layer's largest entry."""
+    train, test = _digit_sets(n_train=128)
+    kwargs = dict(epochs=2, batch_size=32, width=6, init_std=0.1)
+    fast = agop.train_cnfa_cnns([0, 1], train, test, method="vmap", **kwargs)
+    slow = agop.train_cnfa_cnns([0, 1], train, test, method="loop", **kwargs)
+    for net_a, net_b in zip(fast.trained, slow.trained):
+        for a, b in zip(net_a.parameters(), net_b.parameters()):
+            assert float((a - b).detach().abs().max()) <= 1e-4 * float(b.detach().abs().max())
+
+
+def test_cnfa_training_device_is_validated_and_recorded():
+    from how_cnns_learn import repro
+
+    train, test = _digit_sets(n_train=32, n_test=8)
+    repro.reset_devices_used()
+    agop.train_cnfa_cnns([0], train, test, epochs=1, width=2, device="cpu")
+    assert "train_cnfa_cnns" in repro.devices_used()["cpu"]
+    with pytest.raises(ValueError, match="device"):
+        agop.train_cnfa_cnns([0], train, test, epochs=1, width=2, device="nowhere")
+    with pytest.raises(ValueError, match="method"):
+        agop.train_cnfa_cnns([0], train, test, epochs=1, width=2, method="grouped")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the batched CUDA path is checked against the CPU loop")
+def test_cnfa_training_on_cuda_matches_the_cpu():
+    train, test = _digit_sets()
+    kwargs = dict(epochs=1, batch_size=32, width=6, init_std=0.1, dtype=torch.float64)
+    gpu = agop.train_cnfa_cnns([0, 1], train, test, device="cuda", **kwargs)
+    cpu = agop.train_cnfa_cnns([0, 1], train, test, device="cpu", **kwargs)
+    assert gpu.device.startswith("cuda")
+    for a, b in zip(gpu.trained[0].parameters(), cpu.trained[0].parameters()):
+        assert torch.allclose(a.cpu(), b, rtol=0, atol=1e-9)
