@@ -46,7 +46,7 @@ def test_bad_input(call, match):
         call()
 
 
-def test_patch_agop_matches_finite_difference_gradients():
+def test_key_pattern_agop_matches_finite_difference_gradients():
     patterns = kp.random_dictionary(d=6, m=4, seed=1)
     run = kp.train_key_pattern_cnn(patterns, filters=4, seeds=[0], steps=50, k=3)
     x, _ = kp.sample_key_patterns(patterns, np.random.default_rng(2), 5, k=3)
@@ -65,9 +65,9 @@ def test_patch_agop_matches_finite_difference_gradients():
                 down[i, c] -= eps
                 grad[c] = (f(up) - f(down)) / (2 * eps)
             G += np.outer(grad, grad) / len(x)
-    np.testing.assert_allclose(kp.patch_agop(run, x)[0], G, atol=1e-8)
+    np.testing.assert_allclose(kp.key_pattern_agop(run, x)[0], G, atol=1e-8)
     with pytest.raises(ValueError, match="patches"):
-        kp.patch_agop(run, x[0])
+        kp.key_pattern_agop(run, x[0])
 
 
 def test_winner_growth_matches_noise_free_sgd():

@@ -26,8 +26,8 @@ from numpy.typing import NDArray
 
 from .repro import check_device, record_device
 
-__all__ = ["KeyPatternRun", "cosine_dictionary", "key_pattern_accuracy", "random_dictionary", "sample_key_patterns",
-           "train_key_pattern_cnn", "train_key_pattern_sweep", "winner_growth"]
+__all__ = ["KeyPatternRun", "cosine_dictionary", "key_pattern_accuracy", "key_pattern_agop", "random_dictionary",
+           "sample_key_patterns", "train_key_pattern_cnn", "train_key_pattern_sweep", "winner_growth"]
 
 
 def random_dictionary(d: int = 20, m: int = 10, seed: int = 0) -> NDArray[np.floating]:
@@ -211,9 +211,10 @@ def key_pattern_accuracy(
     return (np.sign(f) == y[None]).mean(-1)
 
 
-def patch_agop(run: KeyPatternRun, patches: NDArray[np.floating]) -> NDArray[np.floating]:
-    """Patch-AGOP of every trained network ``(S, d, d)`` on a sample of inputs ``patches`` ``(N, k, d)``.
+def key_pattern_agop(run: KeyPatternRun, patches: NDArray[np.floating]) -> NDArray[np.floating]:
+    """Patch-AGOP of every trained key-pattern CNN ``(S, d, d)``, in closed form, on inputs ``patches`` ``(N, k, d)``.
 
+    (The patch-AGOP of a torch ``Conv2d`` layer by autograd is :func:`how_cnns_learn.agop.patch_agop`.)
     ``G = (1/N) Σ_n Σ_i ∇_{x_i} f ∇_{x_i} fᵀ`` with ``∇_{x_i} f = (1/k) Σ_j a_j 1[w_jᵀx_i > 0] w_j``: the average
     gradient outer product with respect to the patches (Beaglehole et al. 2023), one output.
     """

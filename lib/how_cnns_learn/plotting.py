@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "bars_with_theory",
+    "close",
     "frequency_maps",
     "image_panels",
     "layer_frequency_heatmap",
@@ -48,6 +49,12 @@ def set_book_style() -> None:
             "legend.frameon": False,
         },
     )
+
+
+def close(*figures: Figure) -> None:
+    """Release figures drawn by this module (matplotlib keeps every open figure until it is closed)."""
+    for figure in figures:
+        plt.close(figure)
 
 
 def mode_palette(n_modes: int) -> list[tuple[float, float, float]]:
