@@ -234,7 +234,7 @@ def test_weight_decay_optimum_rejects_bad_settings():
     with pytest.raises(ValueError, match="overlap"):
         theory.weight_decay_optimum(shared, 0.1, "cnn")
     with pytest.raises(ValueError, match="weight_decay"):
-        simulate.train_linear_cnn(data.structure_items(S), S, lr=0.1, steps=1, weight_decay=-1.0)
+        simulate.train_linear_cnn(data.structure_items(S), S, lr=0.01, steps=1, weight_decay=-1.0)
 
 
 def test_linear_cnn_takes_images_with_and_without_the_channel_axis():
@@ -243,3 +243,218 @@ def test_linear_cnn_takes_images_with_and_without_the_channel_axis():
     net = models.LinearCNN(6, 3, 4, channels=2)
     x = torch.randn(5, 6, 6, dtype=torch.float64)
     torch.testing.assert_close(net(x), net(x[:, None]))
+
+
+# --- the simulator's paths agree with each other and with the plain pixel-space algorithm (#24) ---------------------
+
+
+def _pixel_reference_cnn(train, st, W0, r0, lr, steps, k, weight_decay=0.0):
+    """The textbook algorithm in pixel space (cnn_end_to_end + cnn_gradients, Σ_xx dense): a_α per step, (T, B, p)."""
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    W, r = t(W0), t(r0)
+    support = t(fourier.kernel_support(st.n, k).astype(float))
+    sigma_xx, sigma_yx = t(train.sigma_xx), t(train.sigma_yx)
+    probe = sigma_xx @ t(st.phi.reshape(st.p, -1)).T
+    out = []
+    for step in range(steps + 1):
+        M = simulate.cnn_end_to_end(W, r)
+        out.append(torch.einsum("ia,bia->ba", t(st.U), M @ probe))
+        if step == steps:
+            break
+        gW, gr = simulate.cnn_gradients(W, r, sigma_yx - M @ sigma_xx, support)
+        W, r = W - lr * (gW + weight_decay * W), r - lr * (gr + weight_decay * r)
+    return torch.stack(out).numpy(), W.numpy(), r.numpy()
+
+
+class _Unfactored:
+    """A model seen without its optional item-factored members: the loop then forms R at full size each step."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def __getattr__(self, name):
+        if name in ("outputs", "step_factored"):
+            raise AttributeError(name)
+        return getattr(self._model, name)
+
+
+@pytest.mark.parametrize("k, channels, weight_decay", [(8, 1, 0.0), (8, 2, 0.3), (3, 2, 0.0), (5, 1, 0.3)])
+def test_every_cnn_path_follows_the_pixel_space_algorithm(k, channels, weight_decay):
+    """Per-frequency (k = n) and FFT-kernel forms, item-factored and full residuals: all equal the textbook loop."""
+    st = data.designed_structure()
+    train = data.structure_items(st)
+    W0, r0 = simulate.random_cnn_init([0, 1], 8, k, 3, 0.3, channels)
+    steps, lr = 150, 0.02
+    ref, W_ref, r_ref = _pixel_reference_cnn(train, st, W0, r0, lr, steps, k, weight_decay)
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    variants = {"public": None}
+    for fft_kernel in ([False, True] if k == 8 else [False]):
+        for factored in (True, False):
+            model = simulate._CNN(t(W0), t(r0), kernel_size=k, fft_kernel=fft_kernel)
+            variants[f"fft={fft_kernel} factored={factored}"] = model if factored else _Unfactored(model)
+    for name, model in variants.items():
+        if model is None:
+            run = simulate.train_linear_cnn(train, st, lr=lr, steps=steps, kernel_size=k, init=(W0, r0),
+                                            weight_decay=weight_decay)
+        else:
+            run = simulate.simulate_linear_model(train, st, model, lr=lr, steps=steps, weight_decay=weight_decay)
+        np.testing.assert_allclose(run.mode_strength, ref, rtol=0, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(run.weights["W"], W_ref, rtol=0, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(run.weights["kernel"], r_ref, rtol=0, atol=1e-12, err_msg=name)
+        assert not np.any(run.weights["kernel"][..., ~fourier.kernel_support(8, k)]), name
+
+
+def test_per_frequency_path_equals_the_fft_path_over_a_whole_run_with_dense_data():
+    """N ≥ n² (Σ_xx path): per-frequency and FFT kernels give the same trajectory, records and invariant."""
+    st = data.designed_structure()
+    few = data.structure_items(st)
+    many = data.TrainingSet(np.concatenate([few.inputs] * 22), np.concatenate([few.targets] * 22), reduction="mean")
+    W0, r0 = simulate.random_cnn_init([3, 4], 8, 8, 3, 1e-3)
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    runs = [simulate.simulate_linear_model(many, st, simulate._CNN(t(W0), t(r0), 8, fft_kernel=fft), lr=0.02,
+                                           steps=1500, record_every=5, record_kernel_power=True) for fft in (False, True)]
+    for name in ("mode_strength", "loss", "end_to_end", "kernel_power"):
+        np.testing.assert_allclose(getattr(runs[0], name), getattr(runs[1], name), rtol=0, atol=1e-12, err_msg=name)
+    np.testing.assert_allclose(runs[0].invariant_drift, runs[1].invariant_drift, rtol=1e-6)
+    np.testing.assert_allclose(runs[0].mode_strength[-1], np.broadcast_to(st.s / 3, (2, 3)), rtol=1e-3)  # all learned
+
+
+def test_fcnn_factored_and_full_residual_paths_agree():
+    st = data.designed_structure()
+    train = data.structure_items(st)
+    W1, W2 = simulate.random_fcnn_init([0, 1], 16, 64, 3, 0.1)
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    a = simulate.simulate_linear_model(train, st, simulate._FCNN(t(W1), t(W2)), lr=0.02, steps=300, weight_decay=0.1)
+    b = simulate.simulate_linear_model(train, st, _Unfactored(simulate._FCNN(t(W1), t(W2))), lr=0.02, steps=300,
+                                       weight_decay=0.1)
+    for name in ("mode_strength", "loss", "end_to_end", "invariant_drift"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-9, atol=1e-13, err_msg=name)
+    # and one step equals autograd on the penalised loss
+    one = simulate.train_linear_fcnn(train, st, lr=0.02, steps=1, init=(W1, W2), weight_decay=0.1)
+    W1a, W2a = t(W1).requires_grad_(), t(W2).requires_grad_()
+    E = t(train.targets)[None] - t(train.flat_inputs) @ (W2a @ W1a).transpose(1, 2)
+    (0.5 * (E**2).sum() + 0.05 * ((W1a**2).sum() + (W2a**2).sum())).backward()
+    np.testing.assert_allclose(one.weights["W1"], (W1a - 0.02 * W1a.grad).detach().numpy(), atol=1e-14)
+    np.testing.assert_allclose(one.weights["W2"], (W2a - 0.02 * W2a.grad).detach().numpy(), atol=1e-14)
+
+
+class _EndToEnd:
+    """A new simulator through the extension point: the end-to-end map M itself is the parameter (one layer)."""
+
+    def __init__(self, M0: torch.Tensor):
+        self.M = M0.clone()
+        self.batch, _, self.dim = M0.shape
+        self.metric = torch.ones(self.dim, dtype=M0.dtype)
+
+    def coordinates(self, images):
+        return images
+
+    def pixels(self, coords):
+        return coords
+
+    def end_to_end(self):
+        return self.M
+
+    def step(self, residual, lr, weight_decay):
+        self.M.mul_(1 - lr * weight_decay).add_(residual, alpha=lr)  # ∂L/∂M = −R
+
+    def invariant(self):
+        return torch.zeros(self.batch, 1, dtype=self.M.dtype)
+
+    def invariant_scale(self):
+        return torch.ones(self.batch, dtype=self.M.dtype)
+
+    def weights(self):
+        return {"M": self.M}
+
+    def kernel_power(self):
+        return None
+
+
+def test_a_new_model_plugs_into_the_simulator_loop():
+    """One-layer linear regression: a_α(t) = s_α (1 − (1 − η)^t) from M = 0 on whitened, aligned items."""
+    st = data.designed_structure()
+    train = data.structure_items(st)
+    run = simulate.simulate_linear_model(train, st, _EndToEnd(torch.zeros(1, 3, 64, dtype=torch.float64)),
+                                         lr=0.1, steps=40, seeds=[5])
+    expected = st.s[None, :] * (1 - (1 - 0.1) ** np.arange(41))[:, None]
+    np.testing.assert_allclose(run.mode_strength[:, 0], expected, atol=1e-12)
+    assert list(run.seeds) == [5] and run.weights["M"].shape == (1, 3, 64)
+    with pytest.raises(ValueError, match="seeds"):
+        simulate.simulate_linear_model(train, st, _EndToEnd(torch.zeros(2, 3, 64, dtype=torch.float64)), lr=0.1,
+                                       steps=1, seeds=[0])
+    with pytest.raises(ValueError, match="kernel"):
+        simulate.simulate_linear_model(train, st, _EndToEnd(torch.zeros(1, 3, 64, dtype=torch.float64)), lr=0.1,
+                                       steps=1, record_kernel_power=True)
+
+
+def test_benchmark_smoke_run_agrees_with_the_simulator():
+    """bench/simulator.py in its smallest configuration: every contender's a_α(t) equals the simulator's."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "simulator.py"
+    spec = importlib.util.spec_from_file_location("bench_simulator", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    row = bench.compare(8, 2, steps=20, repeats=1, loop_networks=1, device=torch.device("cpu"))
+    assert row["max |Δa|"] < bench.TOLERANCE
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (bench/gpu.sh runs it on a GPU machine)")
+@pytest.mark.parametrize("case", ["cnn k=n items", "cnn k=3 items", "cnn k=n dense", "fcnn items"])
+def test_cuda_graph_steps_equal_eager_cuda_steps_and_the_cpu(case, monkeypatch):
+    """On CUDA the plain steps replay one captured graph; they must give the eager CUDA numbers and the CPU's."""
+    st = data.designed_structure()
+    train = data.structure_items(st)
+    if "dense" in case:  # N ≥ n²: the Σ_xx path
+        train = data.TrainingSet(np.concatenate([train.inputs] * 22), np.concatenate([train.targets] * 22), "sum")
+    kw = dict(lr=0.02 / (22 if "dense" in case else 1), steps=300, seeds=[0, 1], init_scale=1e-2, record_every=7)
+    if case.startswith("cnn"):
+        kw.update(kernel_size=3 if "k=3" in case else 8, record_kernel_power=True)
+        train_fn = simulate.train_linear_cnn
+    else:
+        train_fn = simulate.train_linear_fcnn
+    captured = []
+    capture = simulate._capture_cuda_graph
+
+    def spy(fn):
+        graph = capture(fn)
+        captured.append(graph is not None)
+        return graph
+
+    monkeypatch.setattr(simulate, "_capture_cuda_graph", spy)
+    graph = train_fn(train, st, device="cuda", **kw)
+    assert captured == [True]  # one capture, and it worked
+    monkeypatch.setattr(simulate, "_CUDA_GRAPHS", False)
+    eager = train_fn(train, st, device="cuda", **kw)
+    cpu = train_fn(train, st, **kw)
+    for name in ("mode_strength", "loss", "end_to_end", "kernel_power"):
+        if getattr(cpu, name) is not None:
+            np.testing.assert_allclose(getattr(graph, name), getattr(eager, name), rtol=0, atol=1e-13, err_msg=name)
+            np.testing.assert_allclose(getattr(graph, name), getattr(cpu, name), rtol=0, atol=1e-11, err_msg=name)
+
+
+def test_graph_replay_control_flow_gives_the_eager_run(monkeypatch):
+    """The loop's graph path (warm-up, one capture, replays between records) on the CPU with a stand-in capture."""
+
+    class Replay:
+        def __init__(self, fn):
+            self.fn, self.calls = fn, 0
+
+        def replay(self):
+            self.calls += 1
+            self.fn()
+
+    graphs = []
+    monkeypatch.setattr(simulate, "_GRAPH_DEVICES", ("cpu",))
+    monkeypatch.setattr(simulate, "_capture_cuda_graph", lambda fn: graphs.append(Replay(fn)) or graphs[-1])
+    st = data.designed_structure()
+    train = data.structure_items(st)
+    kw = dict(lr=0.02, steps=100, seeds=[0, 1], init_scale=1e-2, record_every=7)
+    replayed = simulate.train_linear_cnn(train, st, **kw)
+    assert len(graphs) == 1 and graphs[0].calls == 100 - 3 - (len(replayed.steps) - 1 - 1)  # all but warm-up/records
+    monkeypatch.setattr(simulate, "_CUDA_GRAPHS", False)
+    eager = simulate.train_linear_cnn(train, st, **kw)
+    np.testing.assert_array_equal(replayed.mode_strength, eager.mode_strength)
+    np.testing.assert_array_equal(replayed.weights["W"], eager.weights["W"])

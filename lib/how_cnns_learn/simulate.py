@@ -15,11 +15,15 @@ Models (end-to-end map ``ŷ = M x`` on flattened images ``x ∈ ℝ^{n²}``; res
   channels) with ``k×k`` kernels embedded as ``r̃_c`` ``(n, n)``, then a dense layer ``W`` ``(p, C·n²)``,
   held as images ``(p, C, n, n)``. Row ``i`` of ``M`` is ``Σ_c W_ic ⋆ r̃_c`` (circular cross-correlation);
   ``∂L/∂W_ic = −r̃_c ⊛ R_i`` and ``∂L/∂r̃_c = −P Σ_i W_ic ⋆ R_i`` (``P`` projects onto the ``k×k``
-  support), all computed with real FFTs (``rfft2``) that each step computes once; invariant (full kernel)
-  ``Σ_i |(QW_ic)_j|² − |λ_cj|²`` per channel and frequency, with ``λ_c = Q r̃_c``.
+  support); invariant (full kernel) ``Σ_i |(QW_ic)_j|² − |λ_cj|²`` per channel and frequency, with ``λ_c = Q r̃_c``.
+  The simulator holds ``W`` in Fourier coordinates (``Ŵ = rfft2 W``), where the map and the step are per-frequency
+  products: with a full-size kernel (``k = n``) the kernel is held as ``λ`` too and a step needs no FFT
+  (``O(B·p·C·n²)``); with ``k < n`` it adds one ``rfft2`` and one ``irfft2`` of the kernels (see ``_CNN``).
 
-When the training set has fewer items than pixels (``N < n²``) the residual is formed from the data
-(``MΣ_xx = w (MXᵀ) X``), otherwise from ``Σ_xx``; both give the same numbers.
+Both are :class:`LinearModel` s trained by :func:`simulate_linear_model`, the extension point for a new simulator.
+The residual is formed in the model's coordinates from the data: when the training set has fewer items than pixels
+(``N < n²``) as ``MΣ_xx = w (MXᵀ) X``, otherwise from ``Σ_xx``; both give the same numbers. Only the recorded steps
+compute the mode strengths, the loss, the invariant and the kernel power.
 
 Gradients are tested against autograd and finite differences. Computation is in torch (float64 by
 default) on the device given; results come back as numpy arrays.
@@ -41,6 +45,7 @@ from .fourier import kernel_support
 from .repro import progress_bar
 
 __all__ = [
+    "LinearModel",
     "TrainingRun",
     "aligned_fcnn_init",
     "cnn_end_to_end",
@@ -54,6 +59,7 @@ __all__ = [
     "train_linear_cnn",
     "measure_transitions",
     "random_fcnn_init",
+    "simulate_linear_model",
     "train_linear_fcnn",
 ]
 
@@ -67,7 +73,7 @@ class TrainingRun:
         steps: ``(T,)`` recorded step numbers (0 = before the first update; the last step is always recorded).
         mode_strength: ``(T, B, p)`` values of ``a_α``.
         loss: ``(T, B)`` training loss.
-        invariant_drift: ``(B,)`` ``max_t ‖I(t) − I(0)‖ / scale(T)`` over *every* step of the model's conserved
+        invariant_drift: ``(B,)`` ``max_t ‖I(t) − I(0)‖ / scale(T)`` over the recorded steps of the model's conserved
             quantity ``I`` (FCNN: ``W₂ᵀW₂ − W₁W₁ᵀ`` relative to ``‖W₁W₁ᵀ‖_F``; CNN: per channel and frequency
             ``Σ_i|(QW_ic)_j|² − |λ_cj|²`` over the ``rfft2`` half-spectrum, relative to ``‖|λ|²‖₂`` there;
             conserved by the gradient flow for a full-size kernel).
@@ -90,8 +96,8 @@ class TrainingRun:
 
 
 
-def _check_seeds(seeds: Sequence[int]) -> list[int]:
-    seeds = list(seeds)
+def _check_seeds(seeds: Sequence[int] | int) -> list[int]:
+    seeds = [seeds] if isinstance(seeds, (int, np.integer)) else list(seeds)  # seeds=0: one network, seed 0
     if not seeds or any((not isinstance(x, (int, np.integer))) or x < 0 for x in seeds):
         raise ValueError(f"seeds must be a non-empty list of non-negative ints, got {seeds!r}")
     return [int(x) for x in seeds]
@@ -170,8 +176,19 @@ def cnn_end_to_end(W: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         kernel: ``(..., C, n, n)`` embedded kernels ``r̃_c``.
     """
     n = kernel.shape[-1]
-    M = torch.fft.irfft2((torch.fft.rfft2(W) * torch.fft.rfft2(kernel).conj().unsqueeze(-4)).sum(-3), s=(n, n))
-    return M.flatten(-2)
+    return torch.fft.irfft2(_cnn_map_hat(torch.fft.rfft2(W), torch.fft.rfft2(kernel)), s=(n, n)).flatten(-2)
+
+
+def _cnn_map_hat(W_hat: torch.Tensor, lam: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``M̂_i = Σ_c Ŵ_ic conj(λ_c)`` per frequency: the one forward of the linear CNN (:func:`cnn_end_to_end`, the simulator).
+
+    ``W_hat`` ``(..., p, C, n, n//2+1)`` and ``lam`` ``(..., C, n, n//2+1)`` are ``rfft2`` half-spectra; returns
+    ``(..., p, n, n//2+1)`` (into ``out`` if given).
+    """
+    lam_conj = torch.conj_physical(lam).unsqueeze(-4)  # a conj-bit operand would cost torch a slower copy
+    if W_hat.shape[-3] == 1:  # one channel: nothing to sum
+        return torch.mul(W_hat.squeeze(-3), lam_conj.squeeze(-3), out=out)
+    return torch.sum(W_hat * lam_conj, dim=-3, out=out)
 
 
 def cnn_gradients(
@@ -209,87 +226,290 @@ def mode_strengths(
     return np.einsum("ia,ij,aj->a", structure.U, sigma_hat, structure.phi.reshape(structure.p, -1))
 
 
-class _LinearModel(Protocol):
-    """What the shared GD loop needs from a model (parameters are a list of batched tensors)."""
+class LinearModel(Protocol):
+    """The extension point of the full-batch simulators: a batch of ``B`` linear networks and its GD step.
 
-    def forward(self, params: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
-        """End-to-end maps ``M`` ``(B, p, n²)`` and a cache reused by the two methods below."""
+    :func:`simulate_linear_model` trains any object with these members. A linear network predicts ``ŷ = M x`` with
+    an end-to-end map ``M`` ``(p, n²)`` that depends on its parameters ``θ``; the loss
+    ``L = (w/2) Σ_μ ‖y^μ − M x^μ‖²`` depends on ``θ`` only through ``M``, and ``∂L/∂M = −R`` with the residual
+    ``R = Σ_yx − MΣ_xx``. So the loop needs from a model only ``M``, a gradient step given ``R``, and what it
+    records; it never looks at the parameters.
 
-    def gradients(self, params: list[torch.Tensor], residual: torch.Tensor, cache: Any) -> list[torch.Tensor]:
-        """Loss gradients given ``R = Σ_yx − MΣ_xx``."""
+    It works in the model's own **coordinates**: a real-linear map ``c`` from images ``ℝ^{n²}`` (the rows of ``M``)
+    to ``ℝ^D`` with a diagonal metric ``g`` ``(D,)`` such that ``⟨m, x⟩ = Σ_f g_f c(m)_f c(x)_f``. The loop
+    transforms the data (``Σ_yx``, the items or ``Σ_xx``, the modes) into these coordinates once, so that a step
+    multiplies ``c(M)`` by fixed matrices only. Pixels are coordinates (``c`` the identity, ``g = 1``: the FCNN);
+    the linear CNN uses the real and imaginary parts of the ``rfft2`` half-spectrum (``g = ω_f/n²``, ``ω_f = 1`` on
+    the self-conjugate columns, 2 elsewhere), in which its step is a per-frequency product and needs no FFT.
 
-    def invariant(self, params: list[torch.Tensor], cache: Any) -> torch.Tensor:
-        """The conserved quantity, ``(B, ...)``."""
+    To add a simulator: hold the ``B`` networks' parameters (batch axis first; one device and dtype, which the
+    loop takes from ``metric``), implement the members below (``end_to_end`` and ``step`` run every step and set the
+    cost of a run; the others run at recorded steps only), and call :func:`simulate_linear_model`. The two
+    simulators of this module (``_FCNN`` and ``_CNN`` in its source) are worked examples.
 
-    def invariant_scale(self, params: list[torch.Tensor]) -> torch.Tensor:
-        """``(B,)`` normalisation of the invariant's drift."""
+    Attributes:
+        batch: ``B``, the number of networks.
+        dim: ``D``, the number of coordinates of a row of ``M``.
+        metric: ``(D,)`` the metric ``g`` of the coordinates.
+    """
+
+    batch: int
+    dim: int
+    metric: torch.Tensor
+
+    def coordinates(self, images: torch.Tensor) -> torch.Tensor:
+        """``c(x)``: flattened images ``(..., n²)`` → ``(..., D)``; linear."""
+
+    def pixels(self, coords: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`coordinates` on its image: ``(..., D)`` → ``(..., n²)``."""
+
+    def end_to_end(self) -> torch.Tensor:
+        """``c(M)`` of the current parameters, ``(B, p, D)``, contiguous (may be a buffer the next call overwrites)."""
+
+    def step(self, residual: torch.Tensor, lr: float, weight_decay: float) -> None:
+        """One GD step in place given ``c(R)`` ``(B, p, D)`` (of the parameters of the last :meth:`end_to_end`):
+        ``θ ← θ − η(∂L/∂θ + λθ)`` with ``η = lr`` and ``λ = weight_decay``."""
+
+    def invariant(self) -> torch.Tensor:
+        """The model's conserved quantity (whose drift the run reports) of the current parameters, ``(B, K)``."""
+
+    def invariant_scale(self) -> torch.Tensor:
+        """``(B,)`` normalisation of the invariant's drift, from the current (final) parameters."""
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The current parameters by name as the user sees them (pixel space), batch axis first."""
+
+    def kernel_power(self) -> torch.Tensor | None:
+        """A spectrum to record at recorded steps on request (``(B, ...)``), or ``None`` if the model has none."""
+
+    # Optional (both or neither): the item-factored step, used when the training set has fewer items than pixels.
+    # Then c(R) = E c(X) with the weighted errors E = w(Yᵀ − MXᵀ) ``(B, p, N)``, and a step needs M only through MXᵀ,
+    # which saves the passes that form M and R at full size.
+    #
+    # def outputs(self, items: torch.Tensor) -> torch.Tensor:
+    #     """``MXᵀ`` ``(B, p, N)`` of the current parameters given ``g ⊙ c(X)`` ``(N, D)`` (the same tensor each call)."""
+    #
+    # def step_factored(self, errors: torch.Tensor, items: torch.Tensor, lr: float, weight_decay: float) -> None:
+    #     """The step of :meth:`step` for ``c(R) = errors @ items``, given ``errors`` ``(B, p, N)`` and ``c(X)``
+    #     ``(N, D)`` (the same tensor each call), at the parameters of the last :meth:`outputs`."""
 
 
 class _FCNN:
-    def forward(self, params: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
-        return params[1] @ params[0], None
+    """The linear FCNN ``M = W₂W₁`` in pixel coordinates (``c`` the identity).
 
-    def gradients(self, params: list[torch.Tensor], residual: torch.Tensor, cache: Any) -> list[torch.Tensor]:
-        return list(fcnn_gradients(params[0], params[1], residual))
+    Cost per step (``W₁`` ``(B, h, n²)``, ``W₂`` ``(B, p, h)``): ``O(B·p·h·n²)`` (three batched matrix products),
+    in place, with no allocation.
+    """
 
-    def invariant(self, params: list[torch.Tensor], cache: Any) -> torch.Tensor:
-        W1, W2 = params
-        return W2.transpose(-1, -2) @ W2 - W1 @ W1.transpose(-1, -2)
+    def __init__(self, W1: torch.Tensor, W2: torch.Tensor):
+        self.W1, self.W2 = W1.clone(), W2.clone()
+        self.batch, _, self.dim = W1.shape
+        self.metric = torch.ones(self.dim, dtype=W1.dtype, device=W1.device)
+        self._M = torch.empty((self.batch, W2.shape[1], self.dim), dtype=W1.dtype, device=W1.device)
+        self._grad2 = torch.empty_like(self.W2)
 
-    def invariant_scale(self, params: list[torch.Tensor]) -> torch.Tensor:
-        return torch.linalg.matrix_norm(params[0] @ params[0].transpose(-1, -2))
+    def coordinates(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    def pixels(self, coords: torch.Tensor) -> torch.Tensor:
+        return coords
+
+    def end_to_end(self) -> torch.Tensor:
+        return torch.bmm(self.W2, self.W1, out=self._M)
+
+    def step(self, residual: torch.Tensor, lr: float, weight_decay: float) -> None:
+        # ∂L/∂W₁ = −W₂ᵀR and ∂L/∂W₂ = −R W₁ᵀ (fcnn_gradients), both at the old weights
+        torch.bmm(residual, self.W1.transpose(1, 2), out=self._grad2)
+        self.W1.baddbmm_(self.W2.transpose(1, 2), residual, beta=1 - lr * weight_decay, alpha=lr)
+        if weight_decay:
+            self.W2.mul_(1 - lr * weight_decay)
+        self.W2.add_(self._grad2, alpha=lr)
+
+    def outputs(self, items: torch.Tensor) -> torch.Tensor:
+        # MXᵀ = W₂ (W₁Xᵀ) (the metric is 1): O(B·h·n²·N); W₁Xᵀ serves the step too
+        self._hidden = torch.matmul(self.W1, items.T)  # (B, h, N)
+        return torch.bmm(self.W2, self._hidden)
+
+    def step_factored(self, errors: torch.Tensor, items: torch.Tensor, lr: float, weight_decay: float) -> None:
+        # R = E X: −∂L/∂W₂ = R W₁ᵀ = E (W₁Xᵀ)ᵀ and −∂L/∂W₁ = W₂ᵀR = (W₂ᵀE) X, at the old weights; O(B·h·n²·N)
+        torch.bmm(errors, self._hidden.transpose(1, 2), out=self._grad2)
+        self.W1.baddbmm_(torch.bmm(self.W2.transpose(1, 2), errors), items.expand(self.batch, *items.shape),
+                         beta=1 - lr * weight_decay, alpha=lr)
+        if weight_decay:
+            self.W2.mul_(1 - lr * weight_decay)
+        self.W2.add_(self._grad2, alpha=lr)
+
+    def invariant(self) -> torch.Tensor:
+        return (self.W2.transpose(1, 2) @ self.W2 - self.W1 @ self.W1.transpose(1, 2)).flatten(1)
+
+    def invariant_scale(self) -> torch.Tensor:
+        return torch.linalg.matrix_norm(self.W1 @ self.W1.transpose(1, 2))
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {"W1": self.W1, "W2": self.W2}
+
+    def kernel_power(self) -> torch.Tensor | None:
+        return None
 
 
-@dataclass(frozen=True)
 class _CNN:
-    support: torch.Tensor  # (n, n) 0/1 mask of the kernel window
+    """The linear CNN with its dense weights held in Fourier coordinates (``Ŵ = rfft2 W``, ``(B, p, C, n, n//2+1)``).
 
-    def forward(self, params: list[torch.Tensor]) -> tuple[torch.Tensor, Any]:
-        W, r = params
-        n = r.shape[-1]
-        W_hat, lam = torch.fft.rfft2(W), torch.fft.rfft2(r)
-        M = torch.fft.irfft2((W_hat * lam.conj().unsqueeze(-4)).sum(-3), s=(n, n)).flatten(-2)
-        return M, (W_hat, lam)
+    Its end-to-end map is ``M̂_i = Σ_c Ŵ_ic conj(λ_c)`` per frequency (:func:`_cnn_map_hat`, the one forward of the
+    linear CNN) and a GD step is, per frequency, ``Ŵ_ic ← Ŵ_ic + η λ_c R̂_i`` and ``λ_c ← λ_c + η Σ_i Ŵ_ic conj(R̂_i)``
+    (the Fourier transforms of :func:`cnn_gradients`).
 
-    def gradients(self, params: list[torch.Tensor], residual: torch.Tensor, cache: Any) -> list[torch.Tensor]:
-        return list(_cnn_gradients_hat(*cache, residual, self.support))
+    * Full-size kernel (``k = n``, the per-frequency form): the kernel is held as ``λ = rfft2 r̃`` too and a step
+      is elementwise: ``O(B·p·C·n²)``, no FFT, no allocation. (The loop's residual adds
+      ``O(B·p·n²·min(N, n²))``.) Pixel-space weights are formed only when asked for (:meth:`weights`).
+    * Small kernel (``k < n``, the FFT form): the kernel stays in pixel space on its ``k×k`` support ``P`` and each
+      step adds one ``rfft2`` (``λ`` of the new kernel) and one ``irfft2`` (the projected kernel gradient
+      ``P irfft2(Σ_i Ŵ_ic conj(R̂_i))``) of the ``B·C`` kernels: ``O(B·p·C·n² + B·C·n² log n)``.
+    """
 
-    def invariant(self, params: list[torch.Tensor], cache: Any) -> torch.Tensor:
-        W_hat, lam = cache
-        return (W_hat.abs() ** 2).sum(-4) - lam.abs() ** 2
+    def __init__(self, W: torch.Tensor, kernel: torch.Tensor, kernel_size: int, fft_kernel: bool = False):
+        self.batch, self.p, self.channels, n, _ = W.shape
+        self.n, self.half = n, n // 2 + 1
+        self.full = kernel_size == n and not fft_kernel
+        self.support = torch.as_tensor(kernel_support(n, kernel_size), dtype=W.dtype, device=W.device)
+        self.W_hat = torch.fft.rfft2(W)  # (B, p, C, n, n//2+1)
+        self.kernel = None if self.full else kernel.clone()
+        self.lam = torch.fft.rfft2(kernel)  # (B, C, n, n//2+1)
+        self.dim = 2 * n * self.half
+        omega = torch.full((self.half,), 2.0, dtype=W.dtype, device=W.device)
+        omega[0] = 1.0
+        if n % 2 == 0:
+            omega[-1] = 1.0
+        self.metric = (omega / n**2)[None, :, None].expand(n, self.half, 2).flatten()
+        self._product = torch.empty_like(self.W_hat)
+        self._M_hat = torch.empty((self.batch, self.p, n, self.half), dtype=self.W_hat.dtype, device=W.device)
+        self._R_conj = torch.empty((self.batch, self.p, 1, n, self.half), dtype=self.W_hat.dtype, device=W.device)
+        self._kernel_step = torch.empty_like(self.lam)
 
-    def invariant_scale(self, params: list[torch.Tensor]) -> torch.Tensor:
-        return torch.linalg.vector_norm((torch.fft.rfft2(params[1]).abs() ** 2).flatten(1), dim=1)
+    def coordinates(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.view_as_real(torch.fft.rfft2(images.unflatten(-1, (self.n, self.n)))).flatten(-3)
+
+    def pixels(self, coords: torch.Tensor) -> torch.Tensor:
+        spectrum = torch.view_as_complex(coords.unflatten(-1, (self.n, self.half, 2)).contiguous())
+        return torch.fft.irfft2(spectrum, s=(self.n, self.n)).flatten(-2)
+
+    def end_to_end(self) -> torch.Tensor:
+        if not self.full:
+            self.lam = torch.fft.rfft2(self.kernel)
+        _cnn_map_hat(self.W_hat, self.lam, out=self._M_hat)
+        return torch.view_as_real(self._M_hat).view(self.batch, self.p, self.dim)
+
+    def step(self, residual: torch.Tensor, lr: float, weight_decay: float) -> None:
+        R_hat = torch.view_as_complex(residual.view(self.batch, self.p, self.n, self.half, 2)).unsqueeze(2)
+        # kernel: −∂L/∂λ_c = Σ_i Ŵ_ic conj(R̂_i), at the old Ŵ (conj_physical into a buffer: a conj-bit operand
+        # costs torch a slow copy)
+        torch.conj_physical(R_hat, out=self._R_conj)
+        torch.mul(self.W_hat, self._R_conj, out=self._product)
+        torch.sum(self._product, dim=1, out=self._kernel_step)
+        if weight_decay:
+            self.W_hat.mul_(1 - lr * weight_decay)
+        # −∂L/∂Ŵ_ic = λ_c R̂_i, at the old λ (mul + add_: complex addcmul_ is slower on the CPU)
+        torch.mul(self.lam.unsqueeze(1), R_hat, out=self._product)
+        self.W_hat.add_(self._product, alpha=lr)
+        self._update_kernel(lr, weight_decay)
+
+    def _update_kernel(self, lr: float, weight_decay: float) -> None:
+        """``λ ← (1 − ηλ_wd)λ + η g`` with ``g = −∂L/∂λ`` in ``_kernel_step`` (``k < n``: projected on the support)."""
+        if self.full:
+            if weight_decay:
+                self.lam.mul_(1 - lr * weight_decay)
+            self.lam.add_(self._kernel_step, alpha=lr)
+        else:
+            projected = torch.fft.irfft2(self._kernel_step, s=(self.n, self.n)).mul_(self.support)
+            if weight_decay:
+                self.kernel.mul_(1 - lr * weight_decay)
+            self.kernel.add_(projected, alpha=lr)
+
+    def _items_hat(self, items: torch.Tensor) -> torch.Tensor:
+        return torch.view_as_complex(items.unflatten(-1, (self.n, self.half, 2)).contiguous())  # (N, n, n//2+1)
+
+    def outputs(self, items: torch.Tensor) -> torch.Tensor:
+        # (MXᵀ)_iμ = Σ_c c(Ŵ_ic)·c(λ_c ĝx_μ) with ĝx = g ⊙ x̂ (as M̂ = Σ_c Ŵ_c conj(λ_c)): one batched product
+        if getattr(self, "_outputs_items", None) is not items:
+            self._outputs_items, self._gx = items, self._items_hat(items)[:, None]  # (N, 1, n, n//2+1)
+        if not self.full:
+            self.lam = torch.fft.rfft2(self.kernel)
+        Z = self.lam.unsqueeze(1) * self._gx  # (B, N, C, n, n//2+1)
+        W = torch.view_as_real(self.W_hat).view(self.batch, self.p, -1)
+        return torch.bmm(W, torch.view_as_real(Z).view(self.batch, Z.shape[1], -1).transpose(1, 2))
+
+    def step_factored(self, errors: torch.Tensor, items: torch.Tensor, lr: float, weight_decay: float) -> None:
+        # R̂_i = Σ_μ E_iμ x̂_μ. Kernel: Σ_i Ŵ_ic conj(R̂_i) = Σ_μ conj(x̂_μ) (EᵀŴ)_μc; dense: Ŵ_ic += η Σ_μ E_iμ λ_c x̂_μ;
+        # both at the old parameters; O(B·p·C·n²·N) in batched matrix products, no pass that forms R̂
+        if getattr(self, "_step_items", None) is not items:
+            x_hat = self._items_hat(items)[:, None]  # (N, 1, n, n//2+1)
+            self._step_items, self._x_hat, self._x_conj = items, x_hat, torch.conj_physical(x_hat)
+        W = torch.view_as_real(self.W_hat).view(self.batch, self.p, -1)
+        EW = torch.view_as_complex(torch.bmm(errors.transpose(1, 2), W).view(*self.lam.shape[:1], -1, *self.lam.shape[1:], 2))
+        torch.sum(EW.mul_(self._x_conj), dim=1, out=self._kernel_step)  # (B, C, n, n//2+1)
+        Z = self.lam.unsqueeze(1) * self._x_hat  # (B, N, C, n, n//2+1)
+        W.baddbmm_(errors, torch.view_as_real(Z).view(self.batch, Z.shape[1], -1), beta=1 - lr * weight_decay, alpha=lr)
+        self._update_kernel(lr, weight_decay)
+
+    def invariant(self) -> torch.Tensor:
+        return (_power(self.W_hat).sum(1) - _power(self.lam)).flatten(1)
+
+    def invariant_scale(self) -> torch.Tensor:
+        return torch.linalg.vector_norm(_power(self.lam).flatten(1), dim=1)
+
+    def _pixel_kernel(self) -> torch.Tensor:
+        return torch.fft.irfft2(self.lam, s=(self.n, self.n)) if self.full else self.kernel
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {"W": torch.fft.irfft2(self.W_hat, s=(self.n, self.n)), "kernel": self._pixel_kernel()}
+
+    def kernel_power(self) -> torch.Tensor | None:
+        return torch.fft.fft2(self._pixel_kernel()).abs() ** 2
 
 
-@dataclass(frozen=True)
-class _Trajectory:
-    steps: NDArray[np.int64]
-    strengths: NDArray[np.floating]
-    losses: NDArray[np.floating]
-    drift: NDArray[np.floating]
-    end_to_end: NDArray[np.floating]
-    params: list[torch.Tensor]
-    kernel_power: NDArray[np.floating] | None
+def _power(z: torch.Tensor) -> torch.Tensor:
+    """``|z|²`` of a complex tensor (``torch.abs`` of complex is several times slower on the CPU)."""
+    return z.real.square() + z.imag.square()
 
 
-def _gradient_descent(
+_CUDA_GRAPHS = True  # capture the plain steps of a CUDA run in a graph (set False to run every step eagerly)
+_GRAPH_DEVICES = ("cuda",)  # device types whose runs capture (tests add "cpu" with a stand-in capture)
+
+
+def _capture_cuda_graph(fn: Callable[[], object]) -> Any:
+    """``fn`` captured as a ``torch.cuda.CUDAGraph`` (not run), or ``None`` if this device or torch cannot capture it."""
+    try:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+        return graph
+    except Exception:  # noqa: BLE001 - any capture failure falls back to eager steps, which give the same numbers
+        return None
+
+
+def simulate_linear_model(
     data: TrainingSet,
     structure: DatasetStructure,
-    model: _LinearModel,
-    params: list[torch.Tensor],
+    model: LinearModel,
     *,
     lr: float,
     steps: int,
     record_every: int = 1,
     record_kernel_power: bool = False,
     weight_decay: float = 0.0,
-) -> _Trajectory:
-    """The shared GD loop: record ``a_α`` and the loss every ``record_every`` steps (and at the end).
+    seeds: Sequence[int] | None = None,
+) -> TrainingRun:
+    """Full-batch GD of any :class:`LinearModel`: record ``a_α`` and the loss every ``record_every`` steps (and at the end).
+
+    Each step forms ``c(M)`` (:meth:`LinearModel.end_to_end`), the residual ``c(R) = c(Σ_yx) − c(M)K`` and hands
+    it to :meth:`LinearModel.step`. ``K`` is ``Σ_xx`` in the model's coordinates ``(D, D)``, or, when the training
+    set has fewer items than pixels (``N < n²``), the product of two ``(D, N)``, ``(N, D)`` factors
+    (``MΣ_xx = w (MXᵀ) X``): ``O(B·p·D·min(N, D))`` per step besides the model's own step; no allocation. The mode
+    strengths, the loss, the invariant and the kernel power are computed at the recorded steps only.
 
     With ``weight_decay = λ > 0`` it descends ``L + (λ/2)‖θ‖²`` (every parameter); the recorded loss is ``L``.
+    ``seeds``: the ``B`` seeds to report in the run (default ``−1`` each: a given init).
     """
-    dtype, dev = params[0].dtype, params[0].device
     d, p = data.flat_inputs.shape[1], data.targets.shape[1]
     if structure.p != p or structure.n**2 != d:
         raise ValueError(f"structure (p={structure.p}, n²={structure.n**2}) does not match data (p={p}, n²={d})")
@@ -299,62 +519,107 @@ def _gradient_descent(
         raise ValueError(f"record_every must be >= 1, got {record_every}")
     if not (np.isfinite(weight_decay) and weight_decay >= 0):
         raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
+    g = model.metric
+    dtype, dev, B, D = g.dtype, g.device, model.batch, model.dim
+    seed_list = [-1] * B if seeds is None else list(seeds)
+    if len(seed_list) != B:
+        raise ValueError(f"seeds must name the model's {B} networks, got {len(seed_list)}")
 
-    def to_torch(a: NDArray[np.floating]) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(a), dtype=dtype, device=dev)
+    def coords(a: NDArray[np.floating]) -> torch.Tensor:
+        return model.coordinates(torch.as_tensor(np.asarray(a), dtype=dtype, device=dev))
 
     w = data.item_weight
-    phi = to_torch(structure.phi.reshape(p, d)).T  # (d, p)
-    sigma_yx = to_torch(data.sigma_yx)
-    U = to_torch(structure.U)
-    use_items = data.flat_inputs.shape[0] < d
-    if use_items:  # M Σ_xx = w (M Xᵀ) X: cheaper than a (d, d) product when N < d
-        X = to_torch(data.flat_inputs)
-        X_phi = X @ phi  # (N, p)
+    S = coords(data.sigma_yx)  # (p, D)
+    S_rows = S.repeat(B, 1)  # (B·p, D)
+    g_S = g * S
+    sigma_xx = data.sigma_xx
+    # a_α = Σ_i U_iα ⟨(MΣ_xx)_i, φ_α⟩ = c(M) flattened (B, p·D) @ H
+    g_probe = g * coords(structure.phi.reshape(p, d) @ sigma_xx)  # (p, D): c(Σ_xx φ_α)
+    U = torch.as_tensor(structure.U, dtype=dtype, device=dev)
+    H = (U.T[:, :, None] * g_probe[:, None, :]).reshape(p, p * D)  # used transposed: faster than (p·D, p) in BLAS
+    low_rank = data.flat_inputs.shape[0] < d
+    factored = low_rank and hasattr(model, "outputs") and hasattr(model, "step_factored")
+    if low_rank:  # MΣ_xx = w (M Xᵀ) X: cheaper than a (D, D) product when N < n²
+        X = coords(data.flat_inputs)  # (N, D)
+        left, right = g * X, w * X  # (N, D) each; left is used transposed (faster in BLAS for small N)
+        MX = torch.empty((B * p, X.shape[0]), dtype=dtype, device=dev)
+        wYt = (w * torch.as_tensor(data.targets.T, dtype=dtype, device=dev)).expand(B, p, -1).contiguous()
+        errors = torch.empty_like(wYt)  # E = w(Yᵀ − MXᵀ), (B, p, N): c(R) = E c(X)
     else:
-        sigma_xx = to_torch(data.sigma_xx)
-        probe = sigma_xx @ phi  # (d, p): Σ_xx φ_α
+        basis = model.pixels(torch.eye(D, dtype=dtype, device=dev))  # (D, n²): the image of each coordinate
+        K = model.coordinates(basis @ torch.as_tensor(sigma_xx, dtype=dtype, device=dev))  # (D, D)
     y_energy = 0.5 * w * float((data.targets**2).sum())
 
     recorded = list(range(0, steps + 1, record_every))
     if recorded[-1] != steps:
         recorded.append(steps)
-    B = params[0].shape[0]
     strengths = torch.empty((len(recorded), B, p), dtype=dtype, device=dev)
     losses = torch.empty((len(recorded), B), dtype=dtype, device=dev)
     powers: list[torch.Tensor] = []
     invariant0: torch.Tensor | None = None
     drift = torch.zeros(B, dtype=dtype, device=dev)
+    R = torch.empty((B * p, D), dtype=dtype, device=dev)
+
+    def residual() -> None:
+        """Fill ``errors`` (item-factored) or ``R = c(Σ_yx) − c(M)K`` for the current parameters."""
+        if factored:
+            torch.add(wYt, model.outputs(left), alpha=-w, out=errors)  # type: ignore[attr-defined]
+            return
+        M = model.end_to_end().view(B * p, D)
+        if low_rank:
+            torch.addmm(S_rows, torch.mm(M, left.T, out=MX), right, alpha=-1, out=R)
+        else:
+            torch.addmm(S_rows, M, K, alpha=-1, out=R)
+
+    def update() -> None:
+        if factored:
+            model.step_factored(errors, X, lr, weight_decay)  # type: ignore[attr-defined]
+        else:
+            model.step(R.view(B, p, D), lr, weight_decay)
+
+    graph = None  # on CUDA, the plain steps (between records) replay one captured graph: no per-step launches
+    use_graph, eager_steps = dev.type in _GRAPH_DEVICES and _CUDA_GRAPHS, 0
     slot = 0
     for k in range(steps + 1):
-        M, cache = model.forward(params)
-        if use_items:
-            MXt = M @ X.T  # (B, p, N)
-            M_sxx = w * MXt @ X
-        else:
-            M_sxx = M @ sigma_xx
-        invariant = model.invariant(params, cache).flatten(1)
-        if invariant0 is None:
-            invariant0 = invariant
-        drift = torch.maximum(drift, torch.linalg.vector_norm(invariant - invariant0, dim=1))
-        if slot < len(recorded) and k == recorded[slot]:
-            Ma = w * MXt @ X_phi if use_items else M @ probe
-            strengths[slot] = torch.einsum("ia,bia->ba", U, Ma)
-            losses[slot] = y_energy - (M * sigma_yx).sum((-1, -2)) + 0.5 * (M_sxx * M).sum((-1, -2))
+        record = k == recorded[slot]
+        if not record and use_graph and eager_steps >= 3:
+            graph = graph or _capture_cuda_graph(lambda: (residual(), update()))
+            if graph is not None:
+                graph.replay()
+                continue
+            use_graph = False
+        residual()
+        if record:
+            M = model.end_to_end().view(B * p, D)
+            if factored:
+                torch.mm(errors.view(B * p, -1), X, out=R)
+            M_sxx = (S_rows - R).view(B, p, D)
+            M3 = M.view(B, p, D)
+            torch.mm(M.view(B, p * D), H.T, out=strengths[slot])
+            losses[slot] = y_energy - (M3 * g_S).sum((1, 2)) + 0.5 * (M_sxx * g * M3).sum((1, 2))
+            invariant = model.invariant()
+            if invariant0 is None:
+                invariant0 = invariant
+            drift = torch.maximum(drift, torch.linalg.vector_norm(invariant - invariant0, dim=1))
             if record_kernel_power:
-                powers.append(torch.fft.fft2(params[1]).abs() ** 2)
+                power = model.kernel_power()
+                if power is None:
+                    raise ValueError("record_kernel_power=True needs a model with a kernel (a CNN)")
+                powers.append(power)
             slot += 1
         if k == steps:
             break
-        grads = model.gradients(params, sigma_yx - M_sxx, cache)
-        params = [x - lr * (g + weight_decay * x) if weight_decay else x - lr * g for x, g in zip(params, grads)]
-    return _Trajectory(
+        update()
+        eager_steps += 1
+    return TrainingRun(
+        seeds=np.asarray(seed_list, dtype=np.int64),
         steps=np.asarray(recorded, dtype=np.int64),
-        strengths=strengths.cpu().numpy(),
-        losses=losses.cpu().numpy(),
-        drift=(drift / model.invariant_scale(params)).cpu().numpy(),
-        end_to_end=M.cpu().numpy(),
-        params=params,
+        mode_strength=strengths.cpu().numpy(),
+        loss=losses.cpu().numpy(),
+        invariant_drift=(drift / model.invariant_scale()).cpu().numpy(),
+        weights={name: value.cpu().numpy() for name, value in model.weights().items()},
+        s=np.asarray(structure.s, dtype=float),
+        end_to_end=model.pixels(M.view(B, p, D)).cpu().numpy(),
         kernel_power=torch.stack(powers).cpu().numpy() if record_kernel_power else None,
     )
 
@@ -398,27 +663,9 @@ def train_linear_fcnn(
             raise ValueError(f"init shapes {W1_0.shape}, {W2_0.shape} do not fit (B, h, {d}), (B, {p}, h)")
         seed_list = [-1] * W1_0.shape[0]
     _check_dtype(dtype)
-    params = [torch.as_tensor(x, dtype=dtype, device=torch.device(device)) for x in (W1_0, W2_0)]
-    out = _gradient_descent(
-        data, structure, _FCNN(), params, lr=lr, steps=steps, record_every=record_every, weight_decay=weight_decay
-    )
-    return _training_run(out, seed_list, structure, ("W1", "W2"))
-
-
-def _training_run(
-    out: _Trajectory, seed_list: list[int], structure: DatasetStructure, names: tuple[str, str]
-) -> TrainingRun:
-    """Package a trajectory as a :class:`TrainingRun`, the final parameters under ``names``."""
-    return TrainingRun(
-        seeds=np.asarray(seed_list, dtype=np.int64),
-        steps=out.steps,
-        mode_strength=out.strengths,
-        loss=out.losses,
-        invariant_drift=out.drift,
-        weights={name: param.cpu().numpy() for name, param in zip(names, out.params)},
-        s=np.asarray(structure.s, dtype=float),
-        end_to_end=out.end_to_end,
-        kernel_power=out.kernel_power,
+    model = _FCNN(*(torch.as_tensor(x, dtype=dtype, device=torch.device(device)) for x in (W1_0, W2_0)))
+    return simulate_linear_model(
+        data, structure, model, lr=lr, steps=steps, record_every=record_every, weight_decay=weight_decay, seeds=seed_list
     )
 
 
@@ -471,13 +718,11 @@ def train_linear_cnn(
         seed_list = [-1] * W0.shape[0]
     _check_dtype(dtype)
     dev = torch.device(device)
-    params = [torch.as_tensor(x, dtype=dtype, device=dev) for x in (W0, r0)]
-    model = _CNN(support=torch.as_tensor(kernel_support(n, k), dtype=dtype, device=dev))
-    out = _gradient_descent(
-        data, structure, model, params, lr=lr, steps=steps, record_every=record_every,
-        record_kernel_power=record_kernel_power, weight_decay=weight_decay,
+    model = _CNN(*(torch.as_tensor(x, dtype=dtype, device=dev) for x in (W0, r0)), kernel_size=k)
+    return simulate_linear_model(
+        data, structure, model, lr=lr, steps=steps, record_every=record_every,
+        record_kernel_power=record_kernel_power, weight_decay=weight_decay, seeds=seed_list,
     )
-    return _training_run(out, seed_list, structure, ("W", "kernel"))
 
 
 def measure_transitions(
