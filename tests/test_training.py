@@ -173,3 +173,11 @@ def test_trainers_run_on_cuda_and_agree_with_the_cpu():
     used = repro.devices_used()
     assert used["cpu"] == ["train_weight_decay", "train_classifier"]
     assert [k for k in used if k.startswith("cuda")] and "train_classifier" in used[next(k for k in used if k.startswith("cuda"))]
+
+
+def test_model_outputs_names_bad_input():
+    _, net = _small_classifier_problem()
+    with pytest.raises(ValueError, match=r"inputs must be images of shape \(N, n, n\)"):
+        training.model_outputs(net, np.zeros((2, 1, 8, 8)))
+    with pytest.raises(ValueError, match="model has no parameters"):
+        training.model_outputs(torch.nn.Identity(), np.zeros((2, 8, 8)))

@@ -20,7 +20,7 @@ __all__ = ["ConvClassifier", "LinearCNN", "MLPClassifier", "SmallReLUCNN"]
 class LinearCNN(nn.Module):
     """Two-layer linear CNN: ``Conv2d(1, C, k, padding="same", padding_mode="circular", bias=False)``, then
     ``Linear(C·n², p, bias=False)`` on the flattened feature maps. Input ``(N, n, n)`` or ``(N, 1, n, n)`` (what
-    :func:`~how_cnns_learn.simulate.train_classifier` feeds), output ``(N, p)``."""
+    :func:`~how_cnns_learn.training.train_classifier` feeds), output ``(N, p)``."""
 
     def __init__(
         self, n: int, kernel_size: int, n_outputs: int, channels: int = 1, dtype: torch.dtype = torch.float64
