@@ -23,6 +23,18 @@ def template_images(per_class: int = 6, noise: float = 0.02, seed: int = 0, n: i
     return X, y
 
 
+def equal_power_templates(scale: int = 4, noise: float = 0.002, seed: int = 0, n: int = 8):
+    """The templates of :func:`template_images` with 9, 4 and 1 (× ``scale``) images per class and amplitudes
+    ``√(N/N_c)``: every class then carries the same input power ``d`` and ``s_c ∝ √N_c`` = 3 : 2 : 1, the setting in
+    which the merged gain of the shared pair is derived (A1 with ``Σ_xx ∝ I`` on the shared frequency)."""
+    structure = data.shared_pair_structure(n=n)
+    counts = scale * np.array([9, 4, 1])
+    y = np.repeat(np.arange(3), counts)
+    amplitude = np.sqrt(counts.sum() / counts)[y]
+    X = amplitude[:, None, None] * structure.phi[y] + noise * np.random.default_rng(seed).standard_normal((y.size, n, n))
+    return X, y
+
+
 def test_bundled_data_set():
     X, y, description = predict.load_dataset("digits-0-3")
     assert X.shape == (720, 8, 8) and sorted(set(y.tolist())) == [0, 1, 2, 3] and "No other chapter" in description
@@ -45,6 +57,14 @@ def test_npz_written_here(tmp_path):
     merged = result.modes["gain_cnn"].to_numpy()
     assert merged[0] == pytest.approx(merged[2]) and merged[2] > 2 * result.modes["gain_cnn_independent"][2]
     assert result.order_cnn == [1, 3, 2] and result.order_fcnn == [1, 2, 3]
+
+
+def test_merged_gain_needs_equal_input_power():
+    uneven = predict.predict(predict.training_set(*template_images(per_class=20, noise=0.002)))
+    even = predict.predict(predict.training_set(*equal_power_templates()))
+    assert uneven.shared == even.shared == [(1, 3)]
+    assert uneven.modes["d_spread"][0] > 0.5 and even.modes["d_spread"].max() < 1e-3
+    assert "not reliable" in predict.format_report(uneven) and "not reliable" not in predict.format_report(even)
 
 
 def test_image_folder(tmp_path):

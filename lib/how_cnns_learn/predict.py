@@ -47,13 +47,16 @@ from .repro import progress_bar
 __all__ = [
     "BUNDLED",
     "DataError",
+    "FIGURES",
     "Prediction",
     "Simulation",
     "format_report",
+    "gd_fitted_gain",
     "load_dataset",
     "main",
     "predict",
     "simulate_stages",
+    "stage_figure",
     "training_set",
     "write_outputs",
 ]
@@ -225,7 +228,9 @@ class Prediction:
         name, description: where the data came from.
         train: the training set as given (one-hot targets, mean loss); ``structure`` its modes.
         modes: one row per mode with ``s > 0`` (1-based ``mode``): ``s``, ``phi_star`` (``Φ*``), ``frequencies``
-            (dominant pairs), ``d`` (``φᵀΣ_xxφ``), ``a1_residual`` (``‖Σ_xxφ − dφ‖/‖Σ_xxφ‖``, 0 under A1), ``gain_cnn``,
+            (dominant pairs), ``d`` (``φᵀΣ_xxφ``), ``a1_residual`` (``‖Σ_xxφ − dφ‖/‖Σ_xxφ‖``, 0 under A1),
+            ``d_spread`` (largest relative difference of ``d`` to a mode sharing its dominant frequency: the merged gain
+            is derived for equal ``d``, i.e. ``Σ_xx ∝ I`` on the shared frequency; 0 without sharing), ``gain_cnn``,
             ``gain_fcnn`` (``G``), ``width_cnn``, ``width_fcnn`` (``τ ln 9/G`` in steps), ``gain_cnn_independent``
             (``sΦ*``, the one-mode formula).
         shared: pairs of modes whose dominant frequencies coincide (1-based).
@@ -313,6 +318,12 @@ def predict(
     sxx_phi = flat @ train.sigma_xx
     d = np.einsum("ai,ai->a", sxx_phi, flat)
     a1 = np.linalg.norm(sxx_phi - d[:, None] * flat, axis=1) / np.maximum(np.linalg.norm(sxx_phi, axis=1), 1e-300)
+    shared = theory.shared_dominant_frequencies(structure)
+    d_spread = np.zeros(k)  # the merged gain assumes equal input power d on the shared frequency (Σ_xx ∝ I there)
+    for a, b in shared:
+        if a <= k and b <= k:
+            spread = abs(d[a - 1] - d[b - 1]) / max(d[a - 1], d[b - 1])
+            d_spread[[a - 1, b - 1]] = np.maximum(d_spread[[a - 1, b - 1]], spread)
     modes = pd.DataFrame(
         {
             "mode": np.arange(1, k + 1),
@@ -321,6 +332,7 @@ def predict(
             "frequencies": [_frequency_text(masks[a]) for a in range(k)],
             "d": d,
             "a1_residual": a1,
+            "d_spread": d_spread,
             "gain_cnn": gains["cnn"],
             "gain_cnn_independent": s[:k] * phi_star,
             "gain_fcnn": gains["fcnn"],
@@ -341,7 +353,7 @@ def predict(
         )
     return Prediction(
         name=name, description=description, train=train, structure=structure, modes=modes,
-        shared=theory.shared_dominant_frequencies(structure), order_cnn=order(gains["cnn"]),
+        shared=shared, order_cnn=order(gains["cnn"]),
         order_fcnn=order(gains["fcnn"]), order_s=order(s[:k]), lr=float(lr), eta_gain=float(eta_gain),
         init_scale=init_scale, steps_cnn=steps["cnn"], steps_fcnn=steps["fcnn"], max_steps=max_steps,
     )
@@ -424,29 +436,54 @@ def simulate_stages(
     return Simulation(runs=runs, stages=stages, orders=orders, seeds=seed_list)
 
 
-def stage_figures(prediction: Prediction, simulation: Simulation) -> dict[str, Any]:
-    """The figures: ``widths`` (measured 10→90 % widths per network, bars, against the predicted widths, diamonds)
-    and ``stages-cnn``/``stages-fcnn`` (progress ``a_α/s_α`` against the logistic of the predicted gain through the
-    measured midpoint, with the residual underneath)."""
+FIGURES = ("widths", "stages-cnn", "stages-fcnn")
+"""The figures of :func:`stage_figure`, by name."""
+
+
+def stage_figure(prediction: Prediction, simulation: Simulation, name: str) -> Any:
+    """One figure of the comparison (a matplotlib ``Figure``, in the book's style):
+
+    * ``"widths"``: measured 10→90 % widths per network (bars = mean, dots = networks) against the predicted widths
+      ``τ ln 9/G_α`` (diamonds), per mode and network;
+    * ``"stages-cnn"``, ``"stages-fcnn"``: progress ``a_α/s_α`` (solid, median and range over networks) against the
+      logistic of the predicted gain through each network's measured midpoint (dashed), residual underneath.
+    """
     from . import plotting
 
+    if name not in FIGURES:
+        raise ValueError(f"name must be one of {FIGURES}, got {name!r}")
     plotting.set_book_style()
-    table = simulation.stages.copy()
-    predicted = {"CNN": prediction.modes["width_cnn"].to_numpy(), "FCNN": prediction.modes["width_fcnn"].to_numpy()}
-    table["theory"] = [predicted[m][a - 1] for m, a in zip(table["model"], table["mode"])]
-    figures = {"widths": plotting.bars_with_theory(table, x="mode", y="width", hue="model", theory="theory",
-                                                   ylabel="stage width 10→90 % [steps]")}
-    s = prediction.structure.s[: prediction.k]
-    for model, run in simulation.runs.items():
-        gains = prediction.modes["gain_cnn" if model == "CNN" else "gain_fcnn"].to_numpy()
-        t50 = simulation.stages[simulation.stages.model == model].pivot(index="network", columns="mode", values="t50").to_numpy()
-        t50 = np.where(np.isfinite(t50), t50, run.steps[-1])
-        theory_curve = theory.logistic_through(run.steps[:, None, None], s, t50[None], prediction.lr, gains) / s
-        figures[f"stages-{model.lower()}"] = plotting.theory_vs_simulation(
-            run.steps, run.mode_strength[:, :, : prediction.k] / s, theory_curve,
-            labels=[f"mode {a + 1}" for a in range(prediction.k)], ylabel=f"{model} progress $a_\\alpha/s_\\alpha$",
-        )
-    return figures
+    if name == "widths":
+        table = simulation.stages.copy()
+        predicted = {"CNN": prediction.modes["width_cnn"].to_numpy(), "FCNN": prediction.modes["width_fcnn"].to_numpy()}
+        table["theory"] = [predicted[m][a - 1] for m, a in zip(table["model"], table["mode"])]
+        return plotting.bars_with_theory(table, x="mode", y="width", hue="model", theory="theory",
+                                         ylabel="stage width 10→90 % [steps]")
+    model = "CNN" if name == "stages-cnn" else "FCNN"
+    run, k = simulation.runs[model], prediction.k
+    s = prediction.structure.s[:k]
+    gains = prediction.modes["gain_cnn" if model == "CNN" else "gain_fcnn"].to_numpy()
+    t50 = simulation.stages[simulation.stages.model == model].pivot(index="network", columns="mode", values="t50").to_numpy()
+    t50 = np.where(np.isfinite(t50), t50, run.steps[-1])
+    theory_curve = theory.logistic_through(run.steps[:, None, None], s, t50[None], prediction.lr, gains) / s
+    return plotting.theory_vs_simulation(
+        run.steps, run.mode_strength[:, :, :k] / s, theory_curve,
+        labels=[f"mode {a + 1}" for a in range(k)], ylabel=f"{model} progress $a_\\alpha/s_\\alpha$",
+    )
+
+
+def gd_fitted_gain(gains: NDArray[np.floating], lr: float, steps: int = 4000) -> NDArray[np.floating]:
+    """The gain the 10→90 % logistic fit reads off the exact gradient-descent map of one aligned, balanced unit.
+
+    The map ``c ← c + ηc(G − c²)`` (:func:`~how_cnns_learn.theory.mode_strength_discrete`, progress ``c²/G``) rises
+    slightly faster than the flow (the Euler term, relative ``O(ηG)``); what it leaves out of a network's stage
+    (alignment, balance) is of relative order ``(ηG)²``. Returns ``κ/(2η)`` per gain, ``(k,)``; needs ``ηG < 1``.
+    """
+    g = np.atleast_1d(np.asarray(gains, dtype=float))
+    theory.check_learning_rate(lr, data_mod.DatasetStructure(np.eye(1), [g.max()], np.full((1, 1, 1), 1.0)), "fcnn")
+    length = int(min(steps, math.ceil(3 * (np.log(1e6) + theory.LN9) / (2 * lr * g.min()))))
+    path = theory.mode_strength_discrete(length, g, 1e-6 * g, lr)  # the 10–90 % fit drops the start
+    return simulate.fit_logistic_rate(np.arange(length + 1), path[:, None, :], g)[0] / (2 * lr)
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -469,7 +506,7 @@ def write_outputs(out: str | os.PathLike[str], prediction: Prediction, simulatio
     figures: dict[str, Any] = {}
     if simulation is not None:
         payload["simulation"] = simulation.to_dict()
-        figures = stage_figures(prediction, simulation)  # drawn before anything is written
+        figures = {name: stage_figure(prediction, simulation, name) for name in FIGURES}  # drawn before any write
     text = json.dumps(payload, indent=2, allow_nan=True)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -481,10 +518,9 @@ def write_outputs(out: str | os.PathLike[str], prediction: Prediction, simulatio
     _atomic_write(path, lambda tmp: tmp.write_text(text))
     written.append(path)
     if figures:
-        import matplotlib.pyplot as plt  # only to release the figures' memory
+        from . import plotting
 
-        for figure in figures.values():
-            plt.close(figure)
+        plotting.close(*figures.values())  # release the figures' memory
     return written
 
 
@@ -504,6 +540,15 @@ def format_report(prediction: Prediction, simulation: Simulation | None = None) 
         "CNN gain n‖t_j‖ vs the one-mode formula sΦ*: up to "
         f"{100 * (p.modes['gain_cnn'] / p.modes['gain_cnn_independent'] - 1).abs().max():.0f} % apart "
         "(other modes' components at a mode's dominant frequencies join its unit's target)",
+    ]
+    uneven = p.modes[p.modes["d_spread"] > 0.01]
+    if len(uneven):
+        lines.append(
+            f"WARNING: modes {uneven['mode'].tolist()} share a dominant frequency but carry unequal input power d "
+            f"(relative difference up to {uneven['d_spread'].max():.0%}); the merged gain is derived for equal d "
+            "(Σ_xx ∝ I on the shared frequency): their CNN gains are not reliable predictions"
+        )
+    lines += [
         f"predicted order, linear CNN:  {p.order_cnn}",
         f"predicted order, linear FCNN: {p.order_fcnn}   (by s alone: {p.order_s})",
         f"A1 (modes diagonalise Σ_xx): largest residual {p.modes['a1_residual'].max():.3f} (0 when it holds)",

@@ -174,7 +174,9 @@ def stage_gains(structure: DatasetStructure, model: str) -> NDArray[np.floating]
       unit at ``j`` learns the whole target ``t_j`` of :func:`frequency_targets` in one sigmoid of gain ``n‖t_j‖``.
       So ``G_α = max_{j dominant for α} n‖t_j‖``. For a mode that has its dominant frequencies to itself this is
       ``s_αΦ*_α``; for modes that share them (:func:`shared_dominant_frequencies`) it is the merged gain, e.g.
-      ``n√((s_a² + s_b²)/2)`` for a cosine and a sine on one pair. Other modes' weaker components at ``j`` enter
+      ``n√((s_a² + s_b²)/2)`` for a cosine and a sine on one pair; this merged gain is derived for inputs with the
+      same power on the modes that share the unit (``Σ_xx`` ∝ I there, as for the structure items), and is not
+      reliable when their ``d_α = φ_αᵀΣ_xxφ_α`` differ. Other modes' weaker components at ``j`` enter
       ``‖t_j‖`` as well: on real data ``G_α`` can exceed ``s_αΦ*_α`` slightly without any exact sharing.
 
     Modes with ``s_α = 0`` have gain 0 (no stage).
