@@ -96,7 +96,7 @@ def test_check_device_names_the_parameter():
 def test_the_footer_reports_the_devices_the_trainers_reported():
     ctx = repro.chapter_setup(quick=True, seed=0, device="cpu")
     assert repro.devices_used() == {}
-    assert "no torch trainer ran" in repro.environment_report(ctx).loc["device used", "value"]
+    assert "none reported" in repro.environment_report(ctx).loc["device used", "value"]
     repro.record_device(torch.zeros(1, device="meta"), by="toy_trainer")
     repro.record_device(torch.nn.Linear(2, 2), by="other_trainer")
     repro.record_device("meta", by="toy_trainer")

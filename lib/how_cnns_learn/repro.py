@@ -226,7 +226,7 @@ def progress_bar(iterable: Any, *, desc: str = "", enabled: bool = True, **optio
 def _device_used_text(requested: torch.device) -> str:
     used = devices_used()
     if not used:
-        return "cpu (no torch trainer ran: numpy/torch on the CPU)"
+        return "none reported (no trainer of the library ran; numpy work runs on the CPU)"
     return "; ".join(f"{dev} ({', '.join(users)})" for dev, users in used.items())
 
 
