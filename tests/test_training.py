@@ -181,3 +181,11 @@ def test_model_outputs_names_bad_input():
         training.model_outputs(net, np.zeros((2, 1, 8, 8)))
     with pytest.raises(ValueError, match="model has no parameters"):
         training.model_outputs(torch.nn.Identity(), np.zeros((2, 8, 8)))
+
+
+def test_the_chapter_footer_reports_the_device_the_trainer_used():
+    ctx = repro.chapter_setup(quick=True, seed=0, device="cpu")
+    model = bn.CircularCNN([1, 2, 1], 8)
+    training.train_weight_decay(model, lambda m: m.sq_norm(), weight_decay=0.0, steps=1, lr=1e-3, device=ctx.device)
+    footer = repro.environment_report(ctx)["value"]
+    assert footer["device used"] == "cpu (train_weight_decay)" and footer["device requested"] == "cpu"
