@@ -67,15 +67,15 @@ def seed_everything(seed: int, deterministic: bool = True) -> np.random.Generato
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; ``"cpu"``/``"cuda"`` as asked (error if unavailable)."""
+    """The chapter parameter ``device``: ``"auto"`` → CUDA when available, else CPU; ``"cpu"``/``"cuda"`` as asked.
+
+    Only these (and ``"cuda:<index>"``) are chapter parameters; the rest is :func:`check_device` (errors name the
+    parameter).
+    """
     name = str(device)
     if name not in _DEVICES and not name.startswith("cuda:"):
         raise ValueError(f"parameter device: unknown device {device!r}; use one of {_DEVICES} or 'cuda:<index>'")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"parameter device={device!r} was asked for but CUDA is not available on this machine")
-    return torch.device(name)
+    return check_device(name, "parameter device")
 
 
 def check_device(device: str | torch.device, name: str = "device") -> torch.device:
