@@ -67,6 +67,15 @@ def test_merged_gain_needs_equal_input_power():
     assert "not reliable" in predict.format_report(uneven) and "not reliable" not in predict.format_report(even)
 
 
+def test_theory_progress_follows_the_fcnn_and_the_merged_cnn_stages():
+    """On data that meet the assumptions (equal input power, A1), the predicted logistics follow the runs."""
+    result = predict.predict(predict.training_set(*equal_power_templates(noise=0.0002)))
+    simulation = predict.simulate_stages(result, seeds=0)
+    for model in ("CNN", "FCNN"):
+        progress = simulation.runs[model].mode_strength[:, :, : result.k] / result.structure.s[: result.k]
+        assert np.abs(progress - predict.theory_progress(result, simulation, model)).max() < 0.05, model
+
+
 def test_image_folder(tmp_path):
     X, y = template_images(per_class=3)
     pixels = np.round(255 * (X - X.min()) / (X.max() - X.min())).astype(np.uint8)

@@ -57,6 +57,7 @@ __all__ = [
     "predict",
     "simulate_stages",
     "stage_figure",
+    "theory_progress",
     "training_set",
     "write_outputs",
 ]
@@ -442,6 +443,18 @@ def simulate_stages(
     return Simulation(runs=runs, stages=stages, orders=orders, seeds=seed_list)
 
 
+def theory_progress(prediction: Prediction, simulation: Simulation, model: str) -> NDArray[np.floating]:
+    """Predicted progress ``a_α/s_α`` at the recorded steps, ``(T, B, k)``: the logistic of rate ``2ηG_α`` through each
+    network's measured midpoint (random init fixes no ``a₀``; the midpoint absorbs it). ``model``: ``"CNN"``/``"FCNN"``."""
+    run, k = simulation.runs[model], prediction.k
+    s = prediction.structure.s[:k]
+    gains = prediction.modes["gain_cnn" if model == "CNN" else "gain_fcnn"].to_numpy()
+    t50 = simulation.stages[simulation.stages.model == model].pivot(index="network", columns="mode", values="t50").to_numpy()
+    t50 = np.where(np.isfinite(t50), t50, run.steps[-1])
+    # logistic_through's rate is 2η·g·s with the rate factor g: here g = G/s
+    return theory.logistic_through(run.steps[:, None, None], s, t50[None], prediction.lr, gains / s) / s
+
+
 FIGURES = ("widths", "stages-cnn", "stages-fcnn")
 """The figures of :func:`stage_figure`, by name."""
 
@@ -468,12 +481,8 @@ def stage_figure(prediction: Prediction, simulation: Simulation, name: str) -> A
     model = "CNN" if name == "stages-cnn" else "FCNN"
     run, k = simulation.runs[model], prediction.k
     s = prediction.structure.s[:k]
-    gains = prediction.modes["gain_cnn" if model == "CNN" else "gain_fcnn"].to_numpy()
-    t50 = simulation.stages[simulation.stages.model == model].pivot(index="network", columns="mode", values="t50").to_numpy()
-    t50 = np.where(np.isfinite(t50), t50, run.steps[-1])
-    theory_curve = theory.logistic_through(run.steps[:, None, None], s, t50[None], prediction.lr, gains) / s
     return plotting.theory_vs_simulation(
-        run.steps, run.mode_strength[:, :, :k] / s, theory_curve,
+        run.steps, run.mode_strength[:, :, :k] / s, theory_progress(prediction, simulation, model),
         labels=[f"mode {a + 1}" for a in range(k)], ylabel=f"{model} progress $a_\\alpha/s_\\alpha$",
     )
 
