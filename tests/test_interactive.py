@@ -132,3 +132,27 @@ def test_only_plotting_and_interactive_touch_figure_libraries():
     for path in LIB.glob("*.py"):
         uses = re.search(r"^\s*(import|from)\s+(plotly|altair|bokeh|vega)", path.read_text(), re.M)
         assert not uses, f"{path.name}: interactive figures are written as JSON in interactive.py, without importing plotly"
+
+
+def test_grid_over_learning_rates_and_structures_keeps_eta_fixed_across_phi_star():
+    d1 = data.designed_structure()
+    cosine = data.DatasetStructure(U=np.eye(1), s=[1.0], phi=data.cosine_image(8, 0, 2)[None])
+    grid = sweeps.linear_cnn_grid({5.66: cosine, 2.83: data.DatasetStructure(U=d1.U[:1, :1] / abs(d1.U[0, 0]), s=[1.0],
+                                                                               phi=d1.phi[:1])},
+                                  init_scales=[1e-3], learning_rates=[0.01, 0.02], seeds=[0])
+    assert grid.axes == ("structure", "init_scale", "kernel_size", "learning_rate")
+    assert grid.varied == ["structure", "learning_rate"]
+    assert np.allclose(grid.points["lr"], [0.01, 0.02, 0.01, 0.02])
+    assert np.allclose(grid.points["step_rate"], 2 * grid.points["lr"] * np.array([8 / np.sqrt(2)] * 2 + [8 / np.sqrt(8)] * 2))
+    explorer = interactive.grid_explorer(grid, element_id="rates")
+    assert [a["name"] for a in explorer.figure["layout"]["meta"]["explorer"]["axes"]] == ["structure", "learning_rate"]
+    with pytest.raises(ValueError, match="exactly one of step_rates"):
+        sweeps.linear_cnn_grid(d1, init_scales=[1e-3], step_rates=[1.0], learning_rates=[0.01])
+
+
+def test_grid_claim_arguments_state_every_point_and_the_rival_everywhere(grid):
+    arguments = sweeps.grid_claim_arguments(grid.points)
+    assert arguments["measured"] == [1.0, 0.0] and arguments["expected"] == [1.0, 0.0]
+    assert arguments["atol"] == 0.5 / 6 and arguments["alternative"][1] == [1.0, 1.0]
+    with pytest.raises(ValueError, match="both regions"):
+        sweeps.grid_claim_arguments(grid.points[grid.points["region"] == "fails"])

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .plotting import FONT_FAMILY, mode_palette_hex
-from .sweeps import AXES, GridSweep
+from .sweeps import GridSweep
 
 __all__ = ["SITE_PLOTLY_JS", "GridExplorer", "grid_explorer", "plotly_js_source", "write_plotly_js"]
 
@@ -80,11 +80,12 @@ def _series(values: np.ndarray) -> list[float | None]:
 
 def _default_format(axis: str) -> Callable[[float], str]:
     return {"init_scale": lambda v: f"{v:g}", "kernel_size": lambda v: f"{int(v)}",
-            "step_rate": lambda v: f"{v:g}", "structure": lambda v: f"{v:.3g}"}[axis]
+            "step_rate": lambda v: f"{v:g}", "learning_rate": lambda v: f"{v:g}",
+            "structure": lambda v: f"{v:.3g}"}[axis]
 
 
 DEFAULT_LABELS = {"structure": "structure", "init_scale": "init scale σ", "kernel_size": "kernel size k",
-                  "step_rate": "step rate κ = 2ηsΦ*"}
+                  "step_rate": "step rate κ = 2ηsΦ*", "learning_rate": "learning rate η"}
 
 
 class GridExplorer:
@@ -168,10 +169,11 @@ def grid_explorer(
     if max_samples < 2:
         raise ValueError(f"max_samples must be >= 2, got {max_samples}")
     names = {**DEFAULT_LABELS, **(labels or {})}
-    fmt = {axis: (formats or {}).get(axis, _default_format(axis)) for axis in AXES}
+    axes = sweep.axes
+    fmt = {axis: (formats or {}).get(axis, _default_format(axis)) for axis in axes}
     varied = sweep.varied
-    sizes = [len(sweep.values[a]) for a in AXES]
-    strides = [int(np.prod(sizes[i + 1:])) for i in range(len(AXES))]
+    sizes = [len(sweep.values[a]) for a in axes]
+    strides = [int(np.prod(sizes[i + 1:])) for i in range(len(axes))]
     points = sweep.points
     p = int(sweep.curves["mode"].max())
     curves = sweep.curves[sweep.curves["network"] == network]
@@ -201,7 +203,7 @@ def grid_explorer(
         start = int(holds[0]) if len(holds) else 0
     else:
         start = sum(sweep.values[a].index(float(default.get(a, sweep.values[a][0]))) * strides[i]
-                    for i, a in enumerate(AXES))
+                    for i, a in enumerate(axes))
     first = shipped[start]
     colours = mode_palette_hex(p)
     data: list[dict[str, Any]] = []
@@ -225,7 +227,7 @@ def grid_explorer(
     sliders = []
     for i, axis in enumerate(varied):
         values = sweep.values[axis]
-        active = (start // strides[AXES.index(axis)]) % len(values)
+        active = (start // strides[axes.index(axis)]) % len(values)
         sliders.append({
             "active": active, "len": 0.86, "x": 0.07, "y": -(62 + 100 * i) / _PLOT_HEIGHT, "yanchor": "top",
             "pad": {"t": 30, "b": 4},
@@ -257,7 +259,7 @@ def grid_explorer(
         "meta": {"explorer": {
             "axes": [{"name": a, "label": names[a], "values": [_num(v, 6) for v in sweep.values[a]],
                       "text": [fmt[a](v) for v in sweep.values[a]]} for a in varied],
-            "strides": [strides[AXES.index(a)] for a in varied],
+            "strides": [strides[axes.index(a)] for a in varied],
             "modes": p, "network": int(sweep.seeds[network]), "start": start, "points": shipped,
         }},
     }

@@ -6,7 +6,9 @@ A **grid sweep** is a set of grid points, each a combination of
 * ``init_scale``: the i.i.d. initial weight scale ``σ``;
 * ``kernel_size``: ``k ≤ n``;
 * ``step_rate``: ``κ = 2 η max_α s_α Φ*_α``, the per-step logistic rate of the fastest mode (the learning rate is
-  ``η = κ / (2 max_α s_α Φ*_α)``; the plateau ``a = s`` of an aligned unit is stable for ``κ < 2``),
+  ``η = κ / (2 max_α s_α Φ*_α)``; the plateau ``a = s`` of an aligned unit is stable for ``κ < 2``), or instead
+  ``learning_rate``: ``η`` itself (then ``κ`` follows each structure's ``Φ*``: the axis to vary when the rate's
+  dependence on ``Φ*`` is the point),
 
 with ``B`` networks (seeds) at every point. Each point is trained by the batched simulator
 (:func:`~how_cnns_learn.simulate.train_linear_cnn`: the init scales of one (structure, k, κ) share one batch) and
@@ -46,10 +48,11 @@ import torch
 from . import fourier, simulate, theory
 from .data import DatasetStructure, structure_items
 
-__all__ = ["AXES", "GridSweep", "STABILITY_LIMIT", "linear_cnn_grid", "region_fractions"]
+__all__ = ["AXES", "GridSweep", "STABILITY_LIMIT", "grid_claim_arguments", "linear_cnn_grid", "region_fractions"]
 
 AXES = ("structure", "init_scale", "kernel_size", "step_rate")
-"""The axes of a grid, in the order points are enumerated (the last varies fastest)."""
+"""The axes of a grid, in the order points are enumerated (the last varies fastest); a grid over learning rates has
+``"learning_rate"`` in place of ``"step_rate"`` (:attr:`GridSweep.axes`)."""
 
 STABILITY_LIMIT = 2.0
 """``κ = 2ηsΦ*`` above which the plateau ``a = s`` of an aligned unit is unstable (its multiplier is ``1 − κ``)."""
@@ -62,9 +65,9 @@ class GridSweep:
     """The result of :func:`linear_cnn_grid`.
 
     Attributes:
-        values: axis name → the values along it (every axis of :data:`AXES`; a fixed axis has one value).
+        values: axis name → the values along it (every axis of :attr:`axes`; a fixed axis has one value).
         points: one row per grid point, in enumeration order (``point`` = row number): the four axis values, ``lr``,
-            ``steps``, ``energy`` (largest ``E`` over the networks), ``tolerance`` (``(p,)`` array, ``δ_α``),
+            ``learning_rate`` (= ``lr``), ``steps``, ``energy`` (largest ``E`` over the networks), ``tolerance`` (``(p,)`` array, ``δ_α``),
             ``residual`` (``(p,)`` array, largest ``|a − a^th|/s_α`` over networks and steps), ``ratio``
             (``max_α residual_α/δ_α``), ``within`` (bool), ``region`` (``"holds"``, ``"fails"``, ``"between"``).
         curves: tidy table, one row per (point, network, mode, step): ``simulated``, ``theory``, ``residual``
@@ -80,9 +83,14 @@ class GridSweep:
     seconds: float
 
     @property
+    def axes(self) -> tuple[str, ...]:
+        """The four axes in enumeration order: :data:`AXES`, or with ``"learning_rate"`` for ``"step_rate"``."""
+        return tuple(self.values)
+
+    @property
     def varied(self) -> list[str]:
-        """The axes with more than one value (the explorer's controls), in :data:`AXES` order."""
-        return [axis for axis in AXES if len(self.values[axis]) > 1]
+        """The axes with more than one value (the explorer's controls), in :attr:`axes` order."""
+        return [axis for axis in self.axes if len(self.values[axis]) > 1]
 
 
 def _values(name: str, values: Sequence[float], positive: bool = True) -> list[float]:
@@ -118,7 +126,8 @@ def linear_cnn_grid(
     structures: DatasetStructure | Mapping[float, DatasetStructure],
     *,
     init_scales: Sequence[float],
-    step_rates: Sequence[float],
+    step_rates: Sequence[float] | None = None,
+    learning_rates: Sequence[float] | None = None,
     kernel_sizes: Sequence[int] | None = None,
     seeds: Sequence[int] = (0,),
     stretch: float = 1.5,
@@ -130,7 +139,8 @@ def linear_cnn_grid(
         structures: one structure, or ``{label: structure}`` (e.g. ``{Φ*: structure}``) as a grid axis; the training
             data of each is :func:`~how_cnns_learn.data.structure_items`.
         init_scales: ``σ`` values (> 0).
-        step_rates: ``κ = 2ηmax_α s_αΦ*_α`` values (> 0), per structure.
+        step_rates: ``κ = 2ηmax_α s_αΦ*_α`` values (> 0), per structure; or
+        learning_rates: ``η`` values (> 0), the same for every structure (give exactly one of the two).
         kernel_sizes: ``k`` values in ``[1, n]`` (default ``[n]``).
         seeds: the networks of every point (network ``b`` of every point starts from the same standard-normal draw,
             scaled by ``σ``: the init-scale axis changes only the scale).
@@ -148,7 +158,10 @@ def linear_cnn_grid(
     by_label = _structures(structures)
     n = next(iter(by_label.values())).n
     sigmas = _values("init_scales", init_scales)
-    rates = _values("step_rates", step_rates)
+    if (step_rates is None) == (learning_rates is None):
+        raise ValueError("give exactly one of step_rates (κ = 2ηmax sΦ*) and learning_rates (η)")
+    rate_axis = "step_rate" if learning_rates is None else "learning_rate"
+    rates = _values(f"{rate_axis}s", step_rates if learning_rates is None else learning_rates)
     ks = _values("kernel_sizes", [n] if kernel_sizes is None else kernel_sizes)
     if any(k != int(k) or not 1 <= k <= n for k in ks):
         raise ValueError(f"kernel_sizes must be integers in [1, n = {n}], got {list(kernel_sizes or [])!r}")
@@ -169,8 +182,9 @@ def linear_cnn_grid(
             r0 = np.concatenate([sigma * r1 for sigma in sigmas])
             q0 = theory.aligned_initial_contributions(structure, W0, r0)  # (len(σ)·B, p, n, n)
             energy = (W0**2).sum(axis=(1, 2, 3, 4)) + (r0**2).sum(axis=(1, 2, 3))
-            for kappa in rates:
-                lr = kappa / (2.0 * fastest)
+            for rate in rates:
+                lr = rate / (2.0 * fastest) if rate_axis == "step_rate" else rate
+                kappa = 2.0 * lr * fastest
                 steps = _horizon(structure, q0, lr, stretch)
                 run = simulate.train_linear_cnn(train, structure, lr=lr, steps=steps, kernel_size=int(k),
                                                 init=(W0, r0), device=device)
@@ -196,9 +210,9 @@ def linear_cnn_grid(
                         region = "holds"
                     else:
                         region = "between"
-                    key = (label, sigma, k, kappa)
+                    key = (label, sigma, k, rate)
                     results[key] = {"structure": label, "init_scale": sigma, "kernel_size": k, "step_rate": kappa,
-                                    "lr": lr, "steps": steps, "energy": E, "tolerance": tolerance,
+                                    "learning_rate": lr, "lr": lr, "steps": steps, "energy": E, "tolerance": tolerance,
                                     "residual": worst, "ratio": ratio, "within": bool(ratio <= 1.0),
                                     "region": region}
                     T = times.size
@@ -208,12 +222,12 @@ def linear_cnn_grid(
                         "simulated": s_i.reshape(T * B * p), "theory": p_i.reshape(T * B * p),
                         "residual": residual.reshape(T * B * p),
                     })
-    order = [(label, sigma, k, kappa) for label in by_label for sigma in sigmas for k in ks for kappa in rates]
+    order = [(label, sigma, k, rate) for label in by_label for sigma in sigmas for k in ks for rate in rates]
     points = pd.DataFrame([results[key] for key in order])
     points.index.name = "point"
     curves = pd.concat([curve_parts[key].assign(point=i) for i, key in enumerate(order)], ignore_index=True)
     curves = curves[["point", "network", "mode", "step", "simulated", "theory", "residual"]]
-    values = {"structure": list(by_label), "init_scale": sigmas, "kernel_size": ks, "step_rate": rates}
+    values = {"structure": list(by_label), "init_scale": sigmas, "kernel_size": ks, rate_axis: rates}
     return GridSweep(values=values, points=points, curves=curves, seeds=seed_list,
                      seconds=time.perf_counter() - started)
 
@@ -232,3 +246,26 @@ def region_fractions(points: pd.DataFrame) -> dict[str, float]:
         out[region] = float(rows["within"].mean()) if len(rows) else float("nan")
         out[f"n_{region}"] = int(len(rows))
     return out
+
+
+def grid_claim_arguments(points: pd.DataFrame) -> dict:
+    """The measured values, expectation, tolerance and rival of a grid claim, for ``ClaimSet.check_close(..., **these)``.
+
+    The claim: every point of the region ``"holds"`` is within tolerance and no point of the region ``"fails"`` is,
+    i.e. the fractions ``[f_holds, f_fails]`` are ``[1, 0]``. A fraction of ``N`` points moves in steps of ``1/N``, so
+    ``atol = 1/(2N)`` (``N`` the larger region) demands every point. The rival, "the theory holds everywhere",
+    predicts ``[1, 1]`` and fails the same tolerance unless some point of the region "fails" is within tolerance.
+    Raises if either region is empty (the claim would say nothing about it).
+    """
+    share = region_fractions(points)
+    if share["n_holds"] == 0 or share["n_fails"] == 0:
+        raise ValueError(f"a grid claim needs points in both regions, got {share['n_holds']} where the theory is "
+                         f"expected to hold and {share['n_fails']} where it is expected to fail; widen the grid")
+    return {
+        "measured": [share["holds"], share["fails"]],
+        "expected": [1.0, 0.0],
+        "atol": 0.5 / max(share["n_holds"], share["n_fails"]),
+        "alternative": ("the theory holds everywhere (every grid point within tolerance)", [1.0, 1.0]),
+        "tolerance_from": "counting: a fraction of N points moves in steps of 1/N; half a step of the larger region "
+        "demands every point of each region (tolerance of a point: one step's change of the prediction)",
+    }
