@@ -653,6 +653,8 @@ def train_linear_fcnn(
             :func:`~how_cnns_learn.theory.weight_decay_optimum`).
         dtype: ``torch.float64`` (default) or ``torch.float32``.
     """
+    from .theory import check_learning_rate  # refuses η·G ≥ 1 (period-2 oscillation instead of stages)
+    check_learning_rate(lr, structure, "fcnn") if isinstance(lr, (int, float, np.floating)) and 0 < lr < float("inf") else None
     d, p = data.flat_inputs.shape[1], data.targets.shape[1]
     if init is None:
         seed_list = _check_seeds(seeds)
@@ -702,6 +704,8 @@ def train_linear_cnn(
         weight_decay: ``λ ≥ 0``; GD then minimises ``L + (λ/2)(‖W‖² + ‖kernel‖²)`` (see
             :func:`~how_cnns_learn.theory.weight_decay_optimum`).
     """
+    from .theory import check_learning_rate  # refuses η·G ≥ 1 (period-2 oscillation instead of stages)
+    check_learning_rate(lr, structure, "cnn") if isinstance(lr, (int, float, np.floating)) and 0 < lr < float("inf") else None
     n, p = data.inputs.shape[-1], data.targets.shape[1]
     k = n if kernel_size is None else kernel_size
     if not 1 <= k <= n:
