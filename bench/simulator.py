@@ -258,7 +258,8 @@ def machine(device: torch.device, peak: float) -> str:
         where = f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores"
     return (f"{where}; torch {torch.__version__}, {torch.get_num_threads()} intra-op thread(s) "
             f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); Python {platform.python_version()}; "
-            f"measured float64 matrix-product peak {peak / 1e9:.1f} Gflop/s")
+            f"measured float64 matrix-product peak {peak / 1e9:.1f} Gflop/s; load average at the end "
+            f"{os.getloadavg()[0]:.1f} (other processes share the cores: times are wall times)")
 
 
 def markdown(rows: list[dict], header: str) -> str:

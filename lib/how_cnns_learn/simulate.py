@@ -17,8 +17,14 @@ Models (end-to-end map ``ŷ = M x`` on flattened images ``x ∈ ℝ^{n²}``; res
   ``∂L/∂W_ic = −r̃_c ⊛ R_i`` and ``∂L/∂r̃_c = −P Σ_i W_ic ⋆ R_i`` (``P`` projects onto the ``k×k``
   support); invariant (full kernel) ``Σ_i |(QW_ic)_j|² − |λ_cj|²`` per channel and frequency, with ``λ_c = Q r̃_c``.
   The simulator holds ``W`` in Fourier coordinates (``Ŵ = rfft2 W``), where the map and the step are per-frequency
-  products: with a full-size kernel (``k = n``) the kernel is held as ``λ`` too and a step needs no FFT
-  (``O(B·p·C·n²)``); with ``k < n`` it adds one ``rfft2`` and one ``irfft2`` of the kernels (see ``_CNN``).
+  products: with a full-size kernel (``k = n``) the kernel is held as ``λ`` too and a step needs no FFT; with
+  ``k < n`` it adds one ``rfft2`` and one ``irfft2`` of the ``B·C`` kernels (``O(B·C·n² log n)``; see ``_CNN``).
+
+Cost of a step (``N`` items, ``n²`` pixels): with ``N < n²`` the residual is item-factored, ``R = E X`` with the
+``(B, p, N)`` errors ``E``, and a step of either model is a few batched matrix products: CNN ``O(B·p·C·n²·N)``,
+FCNN ``O(B·h·n²·N)``; with ``N ≥ n²`` it multiplies by ``Σ_xx`` in the model's coordinates, ``O(B·p·n⁴)``, plus the
+model's own step (CNN ``O(B·p·C·n²)`` elementwise, FCNN ``O(B·p·h·n²)``). No step allocates; on CUDA the steps
+between two records replay one captured CUDA graph.
 
 Both are :class:`LinearModel` s trained by :func:`simulate_linear_model`, the extension point for a new simulator.
 The residual is formed in the model's coordinates from the data: when the training set has fewer items than pixels
@@ -360,8 +366,9 @@ class _CNN:
     (the Fourier transforms of :func:`cnn_gradients`).
 
     * Full-size kernel (``k = n``, the per-frequency form): the kernel is held as ``λ = rfft2 r̃`` too and a step
-      is elementwise: ``O(B·p·C·n²)``, no FFT, no allocation. (The loop's residual adds
-      ``O(B·p·n²·min(N, n²))``.) Pixel-space weights are formed only when asked for (:meth:`weights`).
+      is per frequency: elementwise ``O(B·p·C·n²)`` given ``R̂`` (:meth:`step`), or ``O(B·p·C·n²·N)`` in batched
+      matrix products given the item-factored ``R = E X`` (:meth:`step_factored`); no FFT, no allocation.
+      Pixel-space weights are formed only when asked for (:meth:`weights`).
     * Small kernel (``k < n``, the FFT form): the kernel stays in pixel space on its ``k×k`` support ``P`` and each
       step adds one ``rfft2`` (``λ`` of the new kernel) and one ``irfft2`` (the projected kernel gradient
       ``P irfft2(Σ_i Ŵ_ic conj(R̂_i))``) of the ``B·C`` kernels: ``O(B·p·C·n² + B·C·n² log n)``.
