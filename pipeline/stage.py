@@ -2,8 +2,9 @@
 
 The staged source ``_build/src`` holds: the executed chapters (``book/*.ipynb``, written by
 :mod:`pipeline.execute`), copies of the prose pages, ``_toc.yml``, ``_config.yml`` with Jupyter Book's
-own execution switched off, and MathJax under ``_extra/mathjax`` (served locally: the machines that
-build and read this book may have no internet). The status page is ``book/reproduction_status.md``
+own execution switched off, MathJax under ``_extra/mathjax`` and plotly.js under ``_extra/plotly`` (for the
+interactive explorers, :mod:`how_cnns_learn.interactive`), both served locally: the machines that build and read
+this book may have no internet. The status page is ``book/reproduction_status.md``
 with its ``<!-- cards-table -->`` marker replaced by the audited table of reproduction cards
 (:mod:`pipeline.cards`) and its ``<!-- claims-table -->`` marker by the table of every chapter's claims.
 """
