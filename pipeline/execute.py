@@ -24,8 +24,10 @@ are removed and the notebook executed up to the failure goes to ``<build>/failed
 distributed: by default an in-process :class:`distributed.LocalCluster` of ``jobs`` worker processes (``JOBS``,
 default the number of cores) with one thread each; ``scheduler="tcp://host:8786"`` (``SCHEDULER=``,
 ``--scheduler``) sends them to a running cluster instead, whose workers must run this checkout with its library
-installed (``PYTHONPATH=<checkout> dask worker <address> --nthreads 1``). Largest chapters go first (Dask task
-priorities from the last measured durations in ``timings.json``). A worker that dies in the middle of a chapter
+installed (``PYTHONPATH=<checkout> dask worker <address> --nthreads 1``; with a scheduler on another host, a
+worker whose ``lib/`` differs from the driver's refuses the task). Largest chapters go first (the last measured durations in ``timings.json``): the
+driver keeps as many tasks submitted as the cluster has threads and submits the next as one completes (Dask's
+``as_completed`` pattern), so a free worker always takes the largest chapter left. A worker that dies in the middle of a chapter
 is Dask's business: the scheduler runs the task again on another worker (up to
 ``distributed.scheduler.allowed-failures`` deaths), and an exception in the task machinery itself is retried
 ``RETRIES`` times by ``Client.submit(retries=...)``; a chapter failure is a result, never retried. One chapter,
@@ -44,6 +46,7 @@ seconds, worker) to ``<build>/timings.md`` and ``timings.json``, and prints it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -134,6 +137,14 @@ def _lib_files(lib: Path = LIB) -> list[Path]:
     )
 
 
+def lib_digest(lib: Path = LIB) -> str:
+    """SHA-256 over every file of ``lib/`` (path + bytes): the library part of the cache key."""
+    digest = hashlib.sha256()
+    for path in _lib_files(lib):
+        digest.update(b"lib\0" + path.relative_to(lib).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def cache_key(chapter: Path, parameters: Mapping[str, Any], lib: Path = LIB, spec: Path = SPEC) -> str:
     """SHA-256 over chapter source, every lib file (path + bytes), parameters and the dependency spec."""
     digest = hashlib.sha256()
@@ -214,6 +225,7 @@ class ChapterTask:
     cwd: str | None = None
     timeout: int = 1200
     environment: str = "build"
+    lib_digest: str = ""  # set for a remote cluster: the worker checks that its lib/ is the driver's
 
     @property
     def seed(self) -> int | None:
@@ -314,7 +326,12 @@ def run_chapter(task: ChapterTask) -> ChapterResult:
         cwd = Path(task.cwd) if task.cwd and Path(task.cwd).is_dir() else tmp / "work"
         cwd.mkdir(exist_ok=True)
         error = ""
+        if task.lib_digest and task.lib_digest != lib_digest():
+            error = (f"chapter {task.stem} not executed on {_worker_name()}: its checkout's lib/ ({LIB}) differs from "
+                     "the driver's; run the cluster's workers from the same commit")
         try:
+            if error:
+                raise ChapterFailed(error)
             os.environ.pop("MPLBACKEND", None)  # with Agg exported, kernels produce no figure output
             os.environ.update({CLAIMS_ENV: str(record.parent), **dict(task.env)})
             os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -424,7 +441,11 @@ def _history(folders: Iterable[Path]) -> dict[tuple[str, str, str], float]:
 
 
 def _last_seconds(history: Mapping, task: ChapterTask) -> float | None:
-    return history.get((task.stem, task.mode, task.environment))
+    """The task's last measured duration; else the same chapter's in another pass (only the order depends on it)."""
+    exact = history.get((task.stem, task.mode, task.environment))
+    if exact is not None:
+        return exact
+    return max((v for (stem, *_), v in history.items() if stem == task.stem), default=None)
 
 
 def _dask_client(jobs: int, scheduler: str | None) -> tuple[Any, Any]:
@@ -437,6 +458,14 @@ def _dask_client(jobs: int, scheduler: str | None) -> tuple[Any, Any]:
     cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, memory_limit=0,
                            dashboard_address=None, silence_logs=logging.ERROR)
     return Client(cluster), cluster
+
+
+def _remote(scheduler: str | None) -> bool:
+    """A scheduler on another machine (its workers have their own checkout); local ones share this one."""
+    if not scheduler:
+        return False
+    host = re.sub(r"^\w+://", "", scheduler).rsplit(":", 1)[0].strip("[]")
+    return host not in {"127.0.0.1", "localhost", "::1", "0.0.0.0"} and not scheduler.startswith("inproc://")
 
 
 def run_jobs(
@@ -489,16 +518,33 @@ def run_jobs(
         from distributed import as_completed
 
         client, cluster = _dask_client(min(jobs, len(pending)), scheduler)
+        digest = lib_digest() if _remote(scheduler) else ""  # a remote worker must run the keys' library
         try:
-            futures = {}
-            for rank, i in enumerate(pending):
+            # Dask's documented pattern for dynamic submission: as many tasks as the cluster has threads, the next
+            # (largest remaining) one as soon as one completes. Left to itself, the scheduler hands a batch of
+            # independent tasks out at once (it cannot know that a chapter takes minutes), and a worker with a
+            # queue of long chapters makes the other workers wait at the end.
+            queue, in_flight, done = list(pending), {}, as_completed()
+
+            def submit_next() -> None:
+                i = queue.pop(0)
                 task = work[i][0]
+                if digest:
+                    task = dataclasses.replace(task, lib_digest=digest)
                 name = re.sub(r"[^\w-]", "", f"{task.stem}-{_pass_label(task)}-{uuid.uuid4().hex[:8]}")
                 future = client.submit(run_chapter, task, key=name, pure=False, retries=RETRIES,
-                                       priority=len(pending) - rank)
-                futures[future] = i
-            for future in as_completed(futures):
-                i = futures[future]
+                                       priority=len(queue))
+                in_flight[future] = i
+                done.add(future)
+
+            def fill() -> None:
+                threads = max(1, sum(client.nthreads().values()))  # the cluster may grow, or lose a worker
+                while queue and len(in_flight) < threads:
+                    submit_next()
+
+            fill()
+            for future in done:
+                i = in_flight.pop(future)
                 try:
                     result = future.result()
                 except Exception as err:  # KilledWorker (died too often), or the task machinery failed RETRIES+1 times
@@ -506,6 +552,7 @@ def run_jobs(
                                     f"{type(err).__name__}: {err}")
                 else:
                     record(i, result)
+                fill()
         finally:
             client.close()
             if cluster is not None:

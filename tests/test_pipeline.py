@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import textwrap
 from pathlib import Path
 
@@ -136,3 +137,25 @@ def test_base_parameters_validate():
         ex.base_parameters("fast", 0, "cpu")
     with pytest.raises(ex.ChapterFailed, match="no chapter named"):
         ex.find_chapter("no_such_chapter")
+
+
+def test_a_worker_whose_library_differs_refuses_the_task(tmp_path):
+    """On a remote cluster the driver sends its lib/ digest (the library the cache keys were made of)."""
+    import dataclasses
+
+    task = dataclasses.replace(ex.chapter_task(_chapter(tmp_path, "toy_lib", "x = 1"), PARAMS), lib_digest="0" * 64)
+    result = ex.run_chapter(task)
+    assert not result.ok and "differs from the driver's" in result.error and result.record is None
+    assert ex._remote("tcp://head:8786") and not ex._remote("tcp://127.0.0.1:8786") and not ex._remote(None)
+
+
+def test_timing_table_lists_each_pass_longest_first(tmp_path):
+    outcomes = [ex.Outcome("a", 0, "quick", "build", "executed", 3.0, "dask-0"),
+                ex.Outcome("b", 1, "quick", "build", "cached", 9.0, "-"),
+                ex.Outcome("a", None, "as published", "colab-like", "executed", 4.0, "dask-1")]
+    ex.write_timings(outcomes, tmp_path, wall=5.0, jobs=2, scheduler=None)
+    table = (tmp_path / "timings.md").read_text()
+    assert table.index("b ") < table.index("published (colab-like)") < table.index("seed 0")
+    data = json.loads((tmp_path / "timings.json").read_text())
+    assert data["jobs"] == 2 and [r["status"] for r in data["rows"]] == ["executed", "cached", "executed"]
+    assert re.search(r"^executed\s+2\s+7\.0$", table, re.M), table  # two executed, 3 s + 4 s
