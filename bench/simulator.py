@@ -159,15 +159,15 @@ BASELINES = {"fft": run_batched_fft, "conv": run_batched_conv}
 
 
 def simulator_flops(n: int, B: int, p: int, N: int, C: int = 1) -> float:
-    """Real flops of one simulator step (full kernel, N < n² items): complex ×: 6, complex +: 2, real ×/+: 1.
+    """Real flops of one simulator step on N < n² items (the item-factored path): complex ×: 6, complex +: 2.
 
-    end-to-end ``Ŵ·conj(λ)`` (6 per (b, i, c, f)); residual ``c(M) Xᵀ`` and ``S − (·) X`` (2·B·p·D·N each, D = 2F
-    real coordinates); kernel gradient ``Ŵ·conj(R̂)`` summed over i (6 + 2); ``Ŵ += η λ R̂`` (6 + 2 + 2);
-    ``λ += η g`` (2 + 2); F = n(n/2 + 1) half-spectrum frequencies.
+    With F = n(n/2 + 1) half-spectrum frequencies and D = 2F real coordinates: ``Z = λ ⊙ ĝx`` (6·B·N·C·F), ``MXᵀ``
+    (2·B·p·N·C·D), the kernel gradient ``Σ_μ conj(x̂_μ)(EᵀŴ)_μ`` (2·B·N·p·C·D + 6·B·N·C·F + 2·B·N·C·F), ``λ ⊙ x̂``
+    (6·B·N·C·F), ``Ŵ += η E (λx̂)`` (2·B·p·N·C·D + 2·B·p·C·D) and ``λ += η g`` (4·B·C·F); the errors (3·B·p·N).
     """
     F_ = n * (n // 2 + 1)
     D = 2 * F_
-    return B * p * C * F_ * (6 + 8 + 10) + 4 * B * p * D * N + 4 * B * C * F_
+    return B * C * F_ * (20 * N + 4) + 6 * B * p * N * C * D + 2 * B * p * C * D + 3 * B * p * N
 
 
 def peak_flops(device: torch.device) -> float:

@@ -511,8 +511,11 @@ def simulate_linear_model(
     Each step forms ``c(M)`` (:meth:`LinearModel.end_to_end`), the residual ``c(R) = c(Σ_yx) − c(M)K`` and hands
     it to :meth:`LinearModel.step`. ``K`` is ``Σ_xx`` in the model's coordinates ``(D, D)``, or, when the training
     set has fewer items than pixels (``N < n²``), the product of two ``(D, N)``, ``(N, D)`` factors
-    (``MΣ_xx = w (MXᵀ) X``): ``O(B·p·D·min(N, D))`` per step besides the model's own step; no allocation. The mode
-    strengths, the loss, the invariant and the kernel power are computed at the recorded steps only.
+    (``MΣ_xx = w (MXᵀ) X``): ``O(B·p·D·min(N, D))`` per step besides the model's own step; no allocation. A model
+    with the optional item-factored members (``outputs``, ``step_factored``) is stepped without ``M`` or ``R`` when
+    ``N < n²``: only the errors ``E = w(Yᵀ − MXᵀ)`` ``(B, p, N)`` pass between the loop and the model. The mode
+    strengths, the loss, the invariant and the kernel power are computed at the recorded steps only; on CUDA the
+    steps between two records replay one captured CUDA graph (the same kernels, so the same numbers).
 
     With ``weight_decay = λ > 0`` it descends ``L + (λ/2)‖θ‖²`` (every parameter); the recorded loss is ``L``.
     ``seeds``: the ``B`` seeds to report in the run (default ``−1`` each: a given init).
