@@ -16,7 +16,7 @@ import yaml
 from pipeline import execute as ex
 
 ROOT = ex.ROOT
-BUILD_AND_TEST_TOOLS = {"jupyter-book", "papermill", "nbclient", "dask", "distributed", "pytest", "playwright", "pyyaml"}
+BUILD_AND_TEST_TOOLS = {"jupyter-book", "papermill", "nbclient", "plotly", "dask", "distributed", "pytest", "playwright", "pyyaml"}
 
 
 def _pins(spec: Path) -> dict[str, str]:
