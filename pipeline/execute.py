@@ -234,7 +234,7 @@ class ChapterTask:
     @property
     def mode(self) -> str:
         if self.parameters is None:
-            return "as published"
+            return "as-is"
         return "quick" if self.parameters.get("quick") else "full"
 
 
@@ -492,7 +492,7 @@ def run_jobs(
             outcomes[i] = Outcome(task.stem, task.seed, task.mode, task.environment, "cached",
                                   _last_seconds(history, task) or 0.0, "-", root=str(paths.root))
             if echo:
-                print(f"{task.stem:45s} {_pass_label(outcomes[i]):14s} cached", flush=True)
+                print(f"{task.stem:45s} {_pass_label(outcomes[i]):22s} cached", flush=True)
         else:
             pending.append(i)
     # Largest first: a long chapter started last would run alone at the end while the other workers idle.
@@ -508,7 +508,7 @@ def run_jobs(
                           result.seconds if result else 0.0, result.worker if result else "-", error, str(paths.root))
         outcomes[i] = outcome
         if echo:
-            print(f"{task.stem:45s} {_pass_label(outcome):14s} {outcome.status:8s} {outcome.seconds:7.1f} s  "
+            print(f"{task.stem:45s} {_pass_label(outcome):22s} {outcome.status:8s} {outcome.seconds:7.1f} s  "
                   f"{outcome.worker}", flush=True)
 
     if pending and scheduler is None and (jobs == 1 or len(pending) == 1):

@@ -152,7 +152,7 @@ def test_a_worker_whose_library_differs_refuses_the_task(tmp_path):
 def test_timing_table_lists_each_pass_longest_first(tmp_path):
     outcomes = [ex.Outcome("a", 0, "quick", "build", "executed", 3.0, "dask-0"),
                 ex.Outcome("b", 1, "quick", "build", "cached", 9.0, "-"),
-                ex.Outcome("a", None, "as published", "colab-like", "executed", 4.0, "dask-1")]
+                ex.Outcome("a", None, "as-is", "colab-like", "executed", 4.0, "dask-1")]
     ex.write_timings(outcomes, tmp_path, wall=5.0, jobs=2, scheduler=None)
     table = (tmp_path / "timings.md").read_text()
     assert table.index("b ") < table.index("published (colab-like)") < table.index("seed 0")
