@@ -37,7 +37,7 @@ default) on the device given; results come back as numpy arrays.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,9 +46,9 @@ import pandas as pd
 import torch
 from numpy.typing import NDArray
 
-from .data import CueConflictData, DatasetStructure, TrainingSet
+from .data import DatasetStructure, TrainingSet
 from .fourier import kernel_support
-from .repro import progress_bar
+from .repro import record_device
 
 __all__ = [
     "LinearModel",
@@ -56,9 +56,7 @@ __all__ = [
     "aligned_fcnn_init",
     "cnn_end_to_end",
     "cnn_gradients",
-    "evaluate_cue_conflict",
     "fit_logistic_rate",
-    "train_classifier",
     "fcnn_gradients",
     "mode_strengths",
     "random_cnn_init",
@@ -531,6 +529,7 @@ def simulate_linear_model(
         raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
     g = model.metric
     dtype, dev, B, D = g.dtype, g.device, model.batch, model.dim
+    record_device(dev, by="simulate_linear_model")  # the chapter footer reports where the simulation ran
     seed_list = [-1] * B if seeds is None else list(seeds)
     if len(seed_list) != B:
         raise ValueError(f"seeds must name the model's {B} networks, got {len(seed_list)}")
@@ -793,143 +792,3 @@ def fit_logistic_rate(
                 raise ValueError(f"mode {alpha + 1} of network {b} has fewer than 3 points in ({lo}, {hi}); run longer")
             out[b, alpha] = np.polyfit(steps[inside], np.log(frac[inside] / (1 - frac[inside])), 1)[0]
     return out
-
-
-def train_classifier(
-    model: torch.nn.Module,
-    data: TrainingSet,
-    *,
-    test_fraction: float = 1 / 6,
-    test_data: TrainingSet | None = None,
-    epochs: int = 40,
-    lr: float = 0.1,
-    batch_size: int | None = 32,
-    seed: int = 0,
-    record: Sequence[int] = (),
-    record_every: int = 0,
-    loss: str = "cross_entropy",
-    optimizer: str = "sgd",
-    structure: DatasetStructure | None = None,
-    evaluate: Callable[[torch.nn.Module], Mapping[str, float]] | None = None,
-    device: torch.device | str = "cpu",
-    progress: bool = False,
-) -> pd.DataFrame:
-    """Minibatch SGD (or Adam) for any classifier ``model`` mapping ``(N, 1, n, n)`` images to ``(N, p)`` outputs.
-
-    The book's one classifier trainer: every chapter that trains a torch network on images calls it.
-
-    Args:
-        data: training images and targets ``(N, p)``; the labels are ``targets.argmax(1)``.
-        test_fraction: share of ``data`` held out for the test accuracy, unless ``test_data`` is given (then every
-            item of ``data`` is trained on and the accuracy is measured on ``test_data``).
-        loss: ``"cross_entropy"`` (on the labels) or ``"mse"``: ``L = (1/B) Σ_μ ½‖ŷ^μ − y^μ‖²`` on the targets
-            themselves (the mean loss of the linear theory, so time is ``t/τ = lr·step`` with full batches).
-        batch_size: items per step (``None`` or ``≥ N``: full-batch gradient descent, one step per epoch, a
-            discretised gradient flow for ``optimizer="sgd"``; the rows of the batch are still shuffled, which
-            changes only the summation order).
-        optimizer: ``"sgd"`` (plain steps ``θ ← θ − lr·∇L``) or ``"adam"`` (torch's Adam, default betas).
-        record: epochs at which to record (epoch 0 and the last epoch always are); ``record_every``: also every
-            this many epochs (0: off).
-        structure: if given, also record the mode strengths ``a_α = u_αᵀ Σ_ŷx φ_α`` of the outputs on the trained
-            items (columns ``a1 … ap``; :func:`mode_strengths`).
-        evaluate: if given, called with the model at every recorded epoch; each ``name: value`` it returns becomes a
-            column (e.g. ``lambda m: evaluate_cue_conflict(m, cue).set_index("measure")["value"]``). It must not
-            change the model.
-        device: where to train (the model is moved there; inputs take the model's dtype).
-        progress: show a progress bar over the epochs.
-
-    The split and the batches are drawn from ``seed``. Returns a tidy table, one row per recorded epoch: ``epoch``,
-    ``step``, ``train loss``, ``test accuracy``, the first-layer filter norms (``norms``, an array) when the model has
-    a ``filter_norms`` property, the mode strengths when ``structure`` is given, and the columns of ``evaluate``.
-    """
-    if epochs < 1 or (batch_size is not None and batch_size < 1) or not lr > 0 or record_every < 0:
-        raise ValueError(f"bad settings: epochs={epochs}, batch_size={batch_size}, lr={lr}, record_every={record_every}")
-    if optimizer not in ("sgd", "adam"):
-        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
-    if test_data is None and not 0 < test_fraction < 1:
-        raise ValueError(f"bad settings: test_fraction={test_fraction} must lie in (0, 1) when no test_data is given")
-    if loss not in ("cross_entropy", "mse"):
-        raise ValueError(f"loss must be 'cross_entropy' or 'mse', got {loss!r}")
-    if test_data is not None and test_data.targets.shape[1] != data.targets.shape[1]:
-        raise ValueError(f"test_data has {test_data.targets.shape[1]} outputs, data has {data.targets.shape[1]}")
-    dev = torch.device(device)
-    model.to(dev)
-    dtype = next(model.parameters()).dtype
-
-    def tensors(d: TrainingSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        X = torch.as_tensor(d.inputs, dtype=dtype, device=dev).unsqueeze(1)
-        Y = torch.as_tensor(d.targets, dtype=dtype, device=dev)
-        return X, Y, Y.argmax(1)
-
-    X, Y, y = tensors(data)
-    generator = torch.Generator().manual_seed(seed)
-    if test_data is None:
-        order = torch.randperm(len(y), generator=generator)
-        n_test = int(round(test_fraction * len(y)))
-        test, train = order[:n_test], order[n_test:]
-        X_test, y_test = X[test.to(dev)], y[test.to(dev)]
-    else:
-        train = torch.arange(len(y))
-        X_test, _, y_test = tensors(test_data)
-    trained = TrainingSet(data.inputs[train.numpy()], data.targets[train.numpy()], data.reduction)
-    if structure is not None and (structure.p, structure.n) != (data.targets.shape[1], data.inputs.shape[-1]):
-        raise ValueError(f"structure (p={structure.p}, n={structure.n}) does not match the data {data.targets.shape}")
-    optimiser = (torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam)(model.parameters(), lr=lr)
-    batch_size = len(train) if batch_size is None else batch_size
-
-    def objective(out: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        if loss == "mse":
-            return 0.5 * ((out - Y[batch]) ** 2).sum(1).mean()
-        return torch.nn.functional.cross_entropy(out, y[batch])
-
-    rows = []
-    step = 0
-
-    def snapshot(epoch: int) -> None:
-        with torch.no_grad():
-            accuracy = (model(X_test).argmax(1) == y_test).to(dtype).mean().item()
-            train_idx = train.to(dev)
-            out = model(X[train_idx])
-            row = {"epoch": epoch, "step": step, "train loss": objective(out, train_idx).item(), "test accuracy": accuracy}
-        if hasattr(model, "filter_norms"):
-            row["norms"] = model.filter_norms
-        if structure is not None:
-            strengths = mode_strengths(out.cpu().double().numpy(), trained, structure)
-            row.update({f"a{alpha + 1}": value for alpha, value in enumerate(strengths)})
-        if evaluate is not None:
-            row.update(dict(evaluate(model)))
-        rows.append(row)
-
-    snapshot(0)
-    for epoch in progress_bar(range(1, epochs + 1), enabled=progress, leave=False, desc="epochs"):
-        shuffled = train[torch.randperm(len(train), generator=generator)].to(dev)
-        for start in range(0, len(shuffled), batch_size):
-            batch = shuffled[start : start + batch_size]
-            optimiser.zero_grad()
-            objective(model(X[batch]), batch).backward()
-            optimiser.step()
-            step += 1
-        if epoch in record or epoch == epochs or (record_every and epoch % record_every == 0):
-            snapshot(epoch)
-    return pd.DataFrame(rows)
-
-
-def evaluate_cue_conflict(model: torch.nn.Module, cue: CueConflictData) -> pd.DataFrame:
-    """Accuracy of a trained classifier on each test set of :func:`~how_cnns_learn.data.cue_conflict`, and its cue preference.
-
-    Returns a tidy table with one row per measure (column ``measure``, value in ``value``): the accuracy on
-    ``"both cues"``, ``"shape only"``, ``"texture only"``, and, for the conflict images, the fractions classified by
-    their shape (``"follows shape"``) and by their texture (``"follows texture"``); the two need not add up to 1.
-    """
-    parameter = next(model.parameters())
-    rows = []
-    with torch.no_grad():
-        for name, test in cue.tests.items():
-            X = torch.as_tensor(test.inputs, dtype=parameter.dtype, device=parameter.device).unsqueeze(1)
-            predicted = model(X).argmax(1).cpu().numpy()
-            if name == "conflict":
-                rows.append({"measure": "follows shape", "value": float(np.mean(predicted == test.targets.argmax(1)))})
-                rows.append({"measure": "follows texture", "value": float(np.mean(predicted == cue.conflict_texture))})
-            else:
-                rows.append({"measure": f"accuracy, {name}", "value": float(np.mean(predicted == test.targets.argmax(1)))})
-    return pd.DataFrame(rows)
