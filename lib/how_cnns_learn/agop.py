@@ -551,9 +551,10 @@ def train_cnfa_cnns(
 
     ``method``: ``"vmap"`` (the batched model), ``"loop"`` (the seeds one after another through
     :func:`~how_cnns_learn.training.train_classifier`) or ``"auto"``: ``"vmap"`` on an accelerator, ``"loop"`` on
-    the CPU, where the convolutions are compute-bound: S batched networks cost what S separate ones do (measured on
-    2 cores, 3 seeds × 2 epochs of the digits network: 10.6 s batched vs 10.3 s in a loop), and the loop keeps the
-    float32 numbers of the one-seed trainer bit for bit.
+    the CPU, where the convolutions are compute-bound and batching saves little (measured on a quiet 2-core machine,
+    one thread, 3 seeds × 4 epochs of the digits network: 2.5 s batched vs 3.0 s in a loop once warm, plus about
+    1.7 s of one-time warm-up of the batched kernels, so under 10 % over the chapter's 20 epochs), while the loop
+    keeps the float32 numbers of the one-seed trainer bit for bit.
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
