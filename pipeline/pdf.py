@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from .execute import BUILD
-from .site_check import CHROMIUM_FLAGS, chromium_path, serve
+from .site_check import CHROMIUM_FLAGS, chromium_path, serve, settle
 
 
 def build_pdf(src: Path = BUILD / "src", out: Path = BUILD / "book.pdf") -> Path:
@@ -40,7 +40,7 @@ def build_pdf(src: Path = BUILD / "src", out: Path = BUILD / "book.pdf") -> Path
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         page = browser.new_page()
         page.goto(f"{base}/{page_path}", wait_until="networkidle")
-        page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+        settle(page)
         unrendered = page.evaluate("() => Array.from(document.querySelectorAll('.math')).filter(m => !m.querySelector('mjx-container')).length")
         if unrendered:
             raise RuntimeError(f"{unrendered} formulas were not typeset; the PDF would show raw LaTeX")

@@ -101,6 +101,21 @@ PAGE_PROBE = """() => {
 }"""
 
 
+SETTLE_TIMEOUT_MS = 60_000
+
+
+def settle(page) -> None:
+    """Wait until the page's own scripts are done: the theme is applied and MathJax has typeset the page.
+
+    ``networkidle`` is not enough: a page that also parses a large script (plotly.js on the explorer pages) can
+    reach it before MathJax has even started, so the typesetting promise is awaited once MathJax exists."""
+    page.wait_for_function("() => !!document.documentElement.dataset.theme", timeout=SETTLE_TIMEOUT_MS)
+    if page.evaluate("() => !!document.querySelector('script[src*=\"mathjax\"]')"):
+        page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                               timeout=SETTLE_TIMEOUT_MS)
+        page.evaluate("() => MathJax.startup.promise")
+
+
 def check_site(html_dir: Path, chapter_stems: list[str], screenshot_dir: Path | None = None) -> list[str]:
     """Open every page of the site in headless Chromium; return a list of problems (empty = all good)."""
     from playwright.sync_api import sync_playwright
@@ -126,7 +141,7 @@ def check_site(html_dir: Path, chapter_stems: list[str], screenshot_dir: Path | 
                     problems.append(f"{rel}: redirects to a missing page {page.url}")
                 page.close()
                 continue
-            page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+            settle(page)
             probe = page.evaluate(PAGE_PROBE)
             problems += [f"{rel}: image not loaded: {i['src']}" for i in probe["imgs"] if not i["ok"]]
             problems += [f"{rel}: maths not typeset: {text!r}" for text in probe["unrendered"]]
@@ -155,6 +170,7 @@ def check_site(html_dir: Path, chapter_stems: list[str], screenshot_dir: Path | 
             rel = page_file.relative_to(html_dir).as_posix()
             page = dark.new_page()
             page.goto(f"{base}/{rel}", wait_until="networkidle")
+            settle(page)
             problems += _contrast_problems(page, rel, "dark")
             if screenshot_dir is not None:
                 page.screenshot(path=str(screenshot_dir / ("dark__" + rel.replace("/", "__")[:-5] + ".png")),
