@@ -83,21 +83,31 @@ def run_batched_fft(train, structure, W0, r0, steps, device):
     W = torch.tensor(W0, device=device, requires_grad=True)  # (B, p, C, n, n)
     r = torch.tensor(r0, device=device, requires_grad=True)  # (B, C, n, n), full-size kernel
     record = _recorder(train, structure, device)
-    out = []
-    for k in range(steps + 1):
+
+    def predict() -> torch.Tensor:
         lam = torch.fft.rfft2(r)
         M = torch.fft.irfft2((torch.fft.rfft2(W) * lam.conj().unsqueeze(1)).sum(2), s=(n, n)).flatten(-2)
-        pred = M @ X.T  # (B, p, N)
+        return M @ X.T  # (B, p, N)
+
+    return _autograd_descent(predict, (W, r), Yt, w, steps, record)
+
+
+def _autograd_descent(predict, params, Yt, w, steps, record):
+    """Full-batch GD with autograd on ``L = (w/2)‖pred − Yᵀ‖²`` (every network's loss summed: the gradients of
+    different networks do not mix); ``record(pred)`` every RECORD steps and at the end. Returns (records, B, p)."""
+    out = []
+    for k in range(steps + 1):
+        pred = predict()
         if k % RECORD == 0 or k == steps:
             with torch.no_grad():
                 out.append(record(pred))
         if k == steps:
             break
         loss = 0.5 * w * ((pred - Yt) ** 2).sum()
-        gW, gr = torch.autograd.grad(loss, (W, r))
+        grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
-            W.sub_(gW, alpha=LR)
-            r.sub_(gr, alpha=LR)
+            for param, grad in zip(params, grads):
+                param.sub_(grad, alpha=LR)
     return torch.stack(out).cpu().numpy()
 
 
@@ -113,21 +123,12 @@ def run_batched_conv(train, structure, W0, r0, steps, device):
     K = torch.tensor(weights.reshape(B * C, 1, n, n), device=device, requires_grad=True)
     W = torch.tensor(W0, device=device, requires_grad=True)
     record = _recorder(train, structure, device)
-    out = []
-    for k in range(steps + 1):
+
+    def predict() -> torch.Tensor:
         features = F.conv2d(X_pad, K).view(-1, B, C, n, n)  # (N, B, C, n, n): same as Conv2d(padding="same", circular)
-        pred = torch.einsum("nbcxy,bpcxy->bpn", features, W)
-        if k % RECORD == 0 or k == steps:
-            with torch.no_grad():
-                out.append(record(pred))
-        if k == steps:
-            break
-        loss = 0.5 * w * ((pred - Yt) ** 2).sum()
-        gW, gK = torch.autograd.grad(loss, (W, K))
-        with torch.no_grad():
-            W.sub_(gW, alpha=LR)
-            K.sub_(gK, alpha=LR)
-    return torch.stack(out).cpu().numpy()
+        return torch.einsum("nbcxy,bpcxy->bpn", features, W)
+
+    return _autograd_descent(predict, (W, K), Yt, w, steps, record)
 
 
 def run_loop(train, structure, W0, r0, steps, device):

@@ -122,13 +122,6 @@ TOY = textwrap.dedent(
     '''
 )
 
-TOY_CLAIM = """from how_cnns_learn import claims as claims_api
-claims = claims_api.ClaimSet("{stem}")
-claims.check_close("toy-width", "The toy width is 73.2 steps.", measured={measured}, expected=73.2, rtol=0.1,
-                   theory="tau ln 9 / s", alternative=("tau ln 3 / s", 33.3), tolerance_from="stated for the test")
-claims.finalize()"""
-
-
 @pytest.fixture
 def toy_chapter(tmp_path):
     """``toy_chapter(stem, body)``: a one-cell chapter (parameters quick, seed, device) in a private book folder."""

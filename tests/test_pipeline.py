@@ -3,41 +3,11 @@
 import json
 import os
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from pipeline import execute as ex
-
-TOY = textwrap.dedent(
-    '''\
-    ---
-    jupytext:
-      text_representation:
-        extension: .md
-        format_name: myst
-    kernelspec:
-      display_name: Python 3
-      language: python
-      name: python3
-    ---
-
-    # A toy chapter
-
-    ```{{code-cell}} ipython3
-    :tags: [parameters]
-
-    quick = True
-    seed = 0
-    device = "auto"
-    ```
-
-    ```{{code-cell}} ipython3
-    {body}
-    ```
-    '''
-)
 
 CLAIM = """from how_cnns_learn import claims as claims_api
 claims = claims_api.ClaimSet("{stem}")
@@ -46,22 +16,16 @@ claims.check_close("toy-width", "The toy width is 73.2 steps.", measured={measur
 claims.finalize()"""
 
 
-def _chapter(folder: Path, stem: str, body: str) -> Path:
-    path = folder / f"{stem}.md"
-    path.write_text(TOY.format(body=body))
-    return path
-
-
 PARAMS = {"quick": True, "seed": 0, "device": "cpu"}
 
 
-def test_cache_key_sees_chapter_lib_parameters_and_spec(tmp_path):
+def test_cache_key_sees_chapter_lib_parameters_and_spec(toy_chapter, tmp_path):
     lib = tmp_path / "lib"
     (lib / "pkg").mkdir(parents=True)
     (lib / "pkg" / "mod.py").write_text("x = 1\n")
     spec = tmp_path / "environment.yml"
     spec.write_text("dependencies: []\n")
-    chapter = _chapter(tmp_path, "toy", "pass")
+    chapter = toy_chapter("toy", "pass")
     key = ex.cache_key(chapter, PARAMS, lib, spec)
     assert ex.cache_key(chapter, PARAMS, lib, spec) == key  # nothing changed: same key
     (lib / "pkg" / "mod.py").write_text("x = 2\n")
@@ -74,25 +38,26 @@ def test_cache_key_sees_chapter_lib_parameters_and_spec(tmp_path):
     spec.write_text("dependencies: [numpy]\n")
     assert ex.cache_key(chapter, PARAMS, lib, spec) != key_new_file
     chapter.write_text(chapter.read_text() + "\nmore prose\n")
-    assert ex.cache_key(chapter, PARAMS, lib, spec) != ex.cache_key(_chapter(tmp_path, "t2", "pass"), PARAMS, lib, spec)
+    assert ex.cache_key(chapter, PARAMS, lib, spec) != ex.cache_key(toy_chapter("t2", "pass"), PARAMS, lib, spec)
 
 
-def test_a_passing_chapter_runs_once_then_is_cached(tmp_path, capfd):
+def test_a_passing_chapter_runs_once_then_is_cached(toy_chapter, tmp_path, capfd):
     paths = ex.BuildPaths(tmp_path / "build")
-    chapter = _chapter(tmp_path, "toy_ok", CLAIM.format(stem="toy_ok", measured=72.0))
+    chapter = toy_chapter("toy_ok", CLAIM.format(stem="toy_ok", measured=72.0))
     assert ex.execute_chapter(chapter, PARAMS, paths) is True
     if os.name == "posix":  # the kernel talks over IPC sockets, so it has no unencrypted-TCP warning to print
         assert "running over TCP" not in capfd.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["build", "toy_ok.md"], "no socket files left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["book", "build"], "no socket files left behind"
+    assert sorted(p.name for p in chapter.parent.iterdir()) == ["toy_ok.md"], "no socket files left behind"
     assert (paths.notebooks / "toy_ok.ipynb").exists()
     assert json.loads((paths.claims / "toy_ok.json").read_text())["n_failed"] == 0
     assert ex.execute_chapter(chapter, PARAMS, paths) is False  # unchanged key: skipped
     assert ex.execute_chapter(chapter, {**PARAMS, "seed": 1}, paths) is True  # new parameters: re-run
 
 
-def test_a_wrong_claim_fails_the_chapter_with_a_readable_message_and_leaves_nothing(tmp_path):
+def test_a_wrong_claim_fails_the_chapter_with_a_readable_message_and_leaves_nothing(toy_chapter, tmp_path):
     paths = ex.BuildPaths(tmp_path / "build")
-    chapter = _chapter(tmp_path, "toy_bad", CLAIM.format(stem="toy_bad", measured=90.0))
+    chapter = toy_chapter("toy_bad", CLAIM.format(stem="toy_bad", measured=90.0))
     with pytest.raises(ex.ChapterFailed) as err:
         ex.execute_chapter(chapter, PARAMS, paths)
     message = str(err.value)
@@ -104,29 +69,29 @@ def test_a_wrong_claim_fails_the_chapter_with_a_readable_message_and_leaves_noth
     assert (paths.failed / "toy_bad.ipynb").exists(), "the notebook up to the failure is kept for inspection"
 
 
-def test_claims_broken_before_a_crash_are_still_reported(tmp_path):
+def test_claims_broken_before_a_crash_are_still_reported(toy_chapter, tmp_path):
     body = CLAIM.format(stem="toy_crash", measured=90.0).replace("claims.finalize()", "raise RuntimeError('later bug')")
-    chapter = _chapter(tmp_path, "toy_crash", body)
+    chapter = toy_chapter("toy_crash", body)
     with pytest.raises(ex.ChapterFailed) as err:
         ex.execute_chapter(chapter, PARAMS, ex.BuildPaths(tmp_path / "build"))
     message = str(err.value)
     assert "later bug" in message and "[FAIL] toy-width: measured 90" in message and "rtol 0.1" in message
 
 
-def test_a_chapter_that_never_finalizes_its_claims_fails(tmp_path):
-    chapter = _chapter(tmp_path, "toy_silent", "x = 1")
+def test_a_chapter_that_never_finalizes_its_claims_fails(toy_chapter, tmp_path):
+    chapter = toy_chapter("toy_silent", "x = 1")
     with pytest.raises(ex.ChapterFailed, match="did not finalize its claims"):
         ex.execute_chapter(chapter, PARAMS, ex.BuildPaths(tmp_path / "build"))
 
 
-def test_unknown_parameters_are_an_error(tmp_path):
-    chapter = _chapter(tmp_path, "toy_params", "x = 1")
+def test_unknown_parameters_are_an_error(toy_chapter, tmp_path):
+    chapter = toy_chapter("toy_params", "x = 1")
     with pytest.raises(ex.ChapterFailed, match=r"unknown parameter\(s\) \['n_steps'\]"):
         ex.execute_chapter(chapter, {**PARAMS, "n_steps": 5}, ex.BuildPaths(tmp_path / "build"))
 
 
-def test_a_cell_past_the_timeout_fails(tmp_path):
-    chapter = _chapter(tmp_path, "toy_slow", "import time\ntime.sleep(30)")
+def test_a_cell_past_the_timeout_fails(toy_chapter, tmp_path):
+    chapter = toy_chapter("toy_slow", "import time\ntime.sleep(30)")
     with pytest.raises(ex.ChapterFailed, match="toy_slow"):
         ex.execute_chapter(chapter, PARAMS, ex.BuildPaths(tmp_path / "build"), timeout=3)
 
@@ -139,11 +104,11 @@ def test_base_parameters_validate():
         ex.find_chapter("no_such_chapter")
 
 
-def test_a_worker_whose_library_differs_refuses_the_task(tmp_path):
+def test_a_worker_whose_library_differs_refuses_the_task(toy_chapter, tmp_path):
     """On a remote cluster the driver sends its lib/ digest (the library the cache keys were made of)."""
     import dataclasses
 
-    task = dataclasses.replace(ex.chapter_task(_chapter(tmp_path, "toy_lib", "x = 1"), PARAMS), lib_digest="0" * 64)
+    task = dataclasses.replace(ex.chapter_task(toy_chapter("toy_lib", "x = 1"), PARAMS), lib_digest="0" * 64)
     result = ex.run_chapter(task)
     assert not result.ok and "differs from the driver's" in result.error and result.record is None
     assert ex._remote("tcp://head:8786") and not ex._remote("tcp://127.0.0.1:8786") and not ex._remote(None)
