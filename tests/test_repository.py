@@ -68,13 +68,6 @@ def _lib_dependencies() -> list[str]:
     return [re.split(r"[<>=!~ ]", d)[0] for d in project["dependencies"]]
 
 
-def test_only_the_plotting_module_imports_matplotlib_or_seaborn():
-    for path in LIB.glob("*.py"):
-        text = path.read_text()
-        uses = re.search(r"^\s*(import|from)\s+(matplotlib|seaborn)", text, re.M)
-        assert (path.name == "plotting.py") == bool(uses), f"{path.name}: plotting belongs in plotting.py only"
-
-
 def test_ci_runs_exactly_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
