@@ -268,6 +268,7 @@ def grid_explorer(
 
 # The script of every explorer (``__ID__`` is replaced by the element id). It draws the figure, and on every slider
 # move reads the sliders' positions, finds the grid point and swaps in its curves, tolerances and status.
+# No mode bar: on hover it covered the status line; dragging still zooms and a double click resets the axes.
 _SCRIPT = r"""(function () {
   var root = document.getElementById('__ID__');
   if (!root || !window.Plotly) { return; }
@@ -296,7 +297,7 @@ _SCRIPT = r"""(function () {
     return Plotly.update(gd, {x: xs, y: ys}, {'annotations[0].text': point.status, 'xaxis2.autorange': true,
                                               'yaxis.autorange': true, 'yaxis2.autorange': true}, traces);
   }
-  Plotly.newPlot(gd, figure.data, figure.layout, {responsive: true, displaylogo: false}).then(function () {
+  Plotly.newPlot(gd, figure.data, figure.layout, {responsive: true, displayModeBar: false}).then(function () {
     root.dataset.point = String(grid.start);
     gd.on('plotly_sliderchange', function () { show(currentIndex()); });
   });
