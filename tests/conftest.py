@@ -122,6 +122,31 @@ TOY = textwrap.dedent(
     '''
 )
 
+def _toy_claims(stem: str, measured: float = 72.0, seeded: bool = False) -> str:
+    """The body of a toy chapter: one result claim ("toy-width", expected 73.2, rtol 0.1: ``measured`` 72 passes, 90
+    fails), and with ``seeded`` first a measurement computed from the ``seed`` parameter (a record that depends on
+    the parameters and on torch)."""
+    head = ""
+    if seeded:
+        head = ("import torch\n"
+                "g = torch.Generator().manual_seed(seed)\n"
+                "w = torch.randn(64, 64, generator=g, dtype=torch.float64)\n")
+    body = (f"from how_cnns_learn import claims as claims_api\nclaims = claims_api.ClaimSet({stem!r})\n")
+    if seeded:
+        body += ('claims.measure("toy-norm", "A seeded matrix\'s largest singular value.", '
+                 "float(torch.linalg.matrix_norm(w, 2)))\n")
+    body += (f'claims.check_close("toy-width", "The toy width is 73.2 steps.", measured={measured!r}, expected=73.2, '
+             'rtol=0.1,\n                   theory="tau ln 9 / s", alternative=("tau ln 3 / s", 33.3), '
+             'tolerance_from="stated for the test")\nclaims.finalize()')
+    return head + body
+
+
+@pytest.fixture
+def toy_claims():
+    """``toy_claims(stem, measured=72.0, seeded=False)``: a toy chapter body with one result claim (see ``_toy_claims``)."""
+    return _toy_claims
+
+
 @pytest.fixture
 def toy_chapter(tmp_path):
     """``toy_chapter(stem, body)``: a one-cell chapter (parameters quick, seed, device) in a private book folder."""

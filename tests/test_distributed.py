@@ -22,16 +22,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.distributed]
 PARAMS = {"quick": True, "seed": 0, "device": "cpu"}
 REAL = "convolution_is_diagonal_in_fourier_space"  # the fastest real chapter (about 5 s)
 
-COMPUTED = """import torch
-from how_cnns_learn import claims as claims_api
-claims = claims_api.ClaimSet("{stem}")
-g = torch.Generator().manual_seed(seed)
-w = torch.randn(64, 64, generator=g, dtype=torch.float64)
-claims.measure("toy-norm", "A seeded matrix's largest singular value.", float(torch.linalg.matrix_norm(w, 2)))
-claims.check_close("toy-width", "The toy width is 73.2 steps.", measured=72.0, expected=73.2, rtol=0.1,
-                   theory="tau ln 9 / s", alternative=("tau ln 3 / s", 33.3), tolerance_from="stated for the test")
-claims.finalize()"""
-
 KILLS_ITS_WORKER_ONCE = """import os, pathlib, signal, time
 attempts = pathlib.Path({marker!r})
 first = not attempts.exists()
@@ -40,7 +30,7 @@ with attempts.open("a") as f:
 if first:
     os.kill(os.getppid(), signal.SIGKILL)  # the worker dies in the middle of the chapter
     time.sleep(30)  # (this kernel exits when it notices its parent is gone)
-""" + COMPUTED
+"""
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +47,9 @@ def _files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_parallel_records_equal_serial_records(scheduler, toy_chapter, tmp_path):
-    chapters = [toy_chapter("toy_one", COMPUTED.format(stem="toy_one")),
-                toy_chapter("toy_two", COMPUTED.format(stem="toy_two")), ex.find_chapter(REAL)]
+def test_parallel_records_equal_serial_records(scheduler, toy_chapter, toy_claims, tmp_path):
+    chapters = [toy_chapter("toy_one", toy_claims("toy_one", seeded=True)),
+                toy_chapter("toy_two", toy_claims("toy_two", seeded=True)), ex.find_chapter(REAL)]
     serial, parallel = ex.BuildPaths(tmp_path / "serial"), ex.BuildPaths(tmp_path / "parallel")
     ran_serially = ex.execute_book(chapters, PARAMS, serial, jobs=1, echo=False)
     ran_on_dask = ex.execute_book(chapters, PARAMS, parallel, scheduler=scheduler, echo=False)
@@ -72,10 +62,10 @@ def test_parallel_records_equal_serial_records(scheduler, toy_chapter, tmp_path)
 
 
 def test_a_worker_killed_in_the_middle_of_a_chapter_is_retried_and_nothing_is_half_written(
-        scheduler, toy_chapter, tmp_path):
+        scheduler, toy_chapter, toy_claims, tmp_path):
     attempts = tmp_path / "attempts"
-    chapters = [toy_chapter("toy_killed", KILLS_ITS_WORKER_ONCE.format(marker=str(attempts), stem="toy_killed")),
-                toy_chapter("toy_other", COMPUTED.format(stem="toy_other"))]
+    chapters = [toy_chapter("toy_killed", KILLS_ITS_WORKER_ONCE.format(marker=str(attempts)) + toy_claims("toy_killed", seeded=True)),
+                toy_chapter("toy_other", toy_claims("toy_other", seeded=True))]
     paths = ex.BuildPaths(tmp_path / "build")
     outcomes = ex.execute_book(chapters, PARAMS, paths, scheduler=scheduler, echo=False)
     workers = attempts.read_text().split()
@@ -93,9 +83,9 @@ def test_a_worker_killed_in_the_middle_of_a_chapter_is_retried_and_nothing_is_ha
     assert (serial.claims / "toy_other.json").read_bytes() == (paths.claims / "toy_other.json").read_bytes()
 
 
-def test_a_failing_chapter_reports_the_same_claim_failure_as_serially(scheduler, toy_chapter, tmp_path):
-    bad = toy_chapter("toy_bad", COMPUTED.format(stem="toy_bad").replace("measured=72.0", "measured=90.0"))
-    good = toy_chapter("toy_good", COMPUTED.format(stem="toy_good"))
+def test_a_failing_chapter_reports_the_same_claim_failure_as_serially(scheduler, toy_chapter, toy_claims, tmp_path):
+    bad = toy_chapter("toy_bad", toy_claims("toy_bad", 90.0, seeded=True))
+    good = toy_chapter("toy_good", toy_claims("toy_good", seeded=True))
     serial, parallel = ex.BuildPaths(tmp_path / "serial"), ex.BuildPaths(tmp_path / "parallel")
     with pytest.raises(ex.ChapterFailed) as serially:
         ex.execute_book([bad], PARAMS, serial, jobs=1, echo=False)

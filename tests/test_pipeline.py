@@ -9,11 +9,6 @@ import pytest
 
 from pipeline import execute as ex
 
-CLAIM = """from how_cnns_learn import claims as claims_api
-claims = claims_api.ClaimSet("{stem}")
-claims.check_close("toy-width", "The toy width is 73.2 steps.", measured={measured}, expected=73.2, rtol=0.1,
-                   theory="tau ln 9 / s", alternative=("tau ln 3 / s", 33.3), tolerance_from="stated for the test")
-claims.finalize()"""
 
 
 PARAMS = {"quick": True, "seed": 0, "device": "cpu"}
@@ -41,9 +36,9 @@ def test_cache_key_sees_chapter_lib_parameters_and_spec(toy_chapter, tmp_path):
     assert ex.cache_key(chapter, PARAMS, lib, spec) != ex.cache_key(toy_chapter("t2", "pass"), PARAMS, lib, spec)
 
 
-def test_a_passing_chapter_runs_once_then_is_cached(toy_chapter, tmp_path, capfd):
+def test_a_passing_chapter_runs_once_then_is_cached(toy_chapter, toy_claims, tmp_path, capfd):
     paths = ex.BuildPaths(tmp_path / "build")
-    chapter = toy_chapter("toy_ok", CLAIM.format(stem="toy_ok", measured=72.0))
+    chapter = toy_chapter("toy_ok", toy_claims("toy_ok", 72.0))
     assert ex.execute_chapter(chapter, PARAMS, paths) is True
     if os.name == "posix":  # the kernel talks over IPC sockets, so it has no unencrypted-TCP warning to print
         assert "running over TCP" not in capfd.readouterr().err
@@ -55,9 +50,9 @@ def test_a_passing_chapter_runs_once_then_is_cached(toy_chapter, tmp_path, capfd
     assert ex.execute_chapter(chapter, {**PARAMS, "seed": 1}, paths) is True  # new parameters: re-run
 
 
-def test_a_wrong_claim_fails_the_chapter_with_a_readable_message_and_leaves_nothing(toy_chapter, tmp_path):
+def test_a_wrong_claim_fails_the_chapter_with_a_readable_message_and_leaves_nothing(toy_chapter, toy_claims, tmp_path):
     paths = ex.BuildPaths(tmp_path / "build")
-    chapter = toy_chapter("toy_bad", CLAIM.format(stem="toy_bad", measured=90.0))
+    chapter = toy_chapter("toy_bad", toy_claims("toy_bad", 90.0))
     with pytest.raises(ex.ChapterFailed) as err:
         ex.execute_chapter(chapter, PARAMS, paths)
     message = str(err.value)
@@ -69,8 +64,8 @@ def test_a_wrong_claim_fails_the_chapter_with_a_readable_message_and_leaves_noth
     assert (paths.failed / "toy_bad.ipynb").exists(), "the notebook up to the failure is kept for inspection"
 
 
-def test_claims_broken_before_a_crash_are_still_reported(toy_chapter, tmp_path):
-    body = CLAIM.format(stem="toy_crash", measured=90.0).replace("claims.finalize()", "raise RuntimeError('later bug')")
+def test_claims_broken_before_a_crash_are_still_reported(toy_chapter, toy_claims, tmp_path):
+    body = toy_claims("toy_crash", 90.0).replace("claims.finalize()", "raise RuntimeError('later bug')")
     chapter = toy_chapter("toy_crash", body)
     with pytest.raises(ex.ChapterFailed) as err:
         ex.execute_chapter(chapter, PARAMS, ex.BuildPaths(tmp_path / "build"))
