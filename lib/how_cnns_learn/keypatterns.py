@@ -183,19 +183,21 @@ def train_key_pattern_sweep(
         overlaps[0] = torch.einsum("srd,rd->sr", W, keys)
         nets.append({"W0": W0, "a": a, "a_t": as_t(a), "keys": keys, "W": W, "overlaps": overlaps, "noise": noise})
     rng = np.random.default_rng([10_007, *seeds[:4], len(seeds)])
+    noises = sorted({net["noise"] for net in nets})
     with _one_cpu_thread(dev):
         for t in range(steps):
             index, y_np, z_np = _draw_key_patterns(P, rng, len(seeds), k)
             base, y, z = P_t[torch.as_tensor(index, device=dev)], as_t(y_np), as_t(z_np)
+            inputs = {noise: base + noise * z if noise else base for noise in noises}  # (S, k, d), one per noise level
             for net in nets:
-                x = base + net["noise"] * z  # (S, k, d)
+                x = inputs[net["noise"]]
                 W, a = net["W"], net["a_t"]
-                pre = torch.einsum("srd,skd->srk", W, x)
+                pre = torch.bmm(W, x.transpose(1, 2))  # (S, r, k): w_jᵀ x_i
                 f = (a * pre.clamp_min(0.0).mean(-1)).sum(-1)
                 g = 1.0 / (1.0 + torch.exp(torch.clamp(y * f, -50, 50)))
-                step = torch.einsum("srk,skd->srd", (pre > 0).to(x.dtype), x)
+                step = torch.bmm((pre > 0).to(x.dtype), x)  # (S, r, d): Σ_i 1[w_jᵀx_i > 0] x_i
                 net["W"] = W + (lr / k) * (g * y)[:, None, None] * a[None, :, None] * step
-                net["overlaps"][t + 1] = torch.einsum("srd,rd->sr", net["W"], net["keys"])
+                torch.sum(net["W"] * net["keys"], -1, out=net["overlaps"][t + 1])
     return [KeyPatternRun(W0=net["W0"], W=net["W"].cpu().numpy(), a=net["a"], key_overlap=net["overlaps"].cpu().numpy())
             for net in nets]
 
