@@ -458,3 +458,94 @@ def test_graph_replay_control_flow_gives_the_eager_run(monkeypatch):
     eager = simulate.train_linear_cnn(train, st, **kw)
     np.testing.assert_array_equal(replayed.mode_strength, eager.mode_strength)
     np.testing.assert_array_equal(replayed.weights["W"], eager.weights["W"])
+
+
+def _close(a, b, tol, name):
+    """max |a − b| relative to max |a| (the trajectories' own scale) within ``tol``."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape, name
+    assert np.abs(a - b).max() <= tol * max(np.abs(a).max(), 1e-300), name
+
+
+@pytest.mark.parametrize("weight_decay, dtype", [(0.0, torch.float64), (0.05, torch.float64), (0.05, torch.float32)])
+def test_restriction_to_the_data_frequencies_changes_nothing_but_rounding(weight_decay, dtype):
+    """D1 carries 9 of the 40 half-spectrum frequencies at n = 8: the restricted run (the default) equals the run that
+    steps all of them, in every recorded quantity and the final state, with and without weight decay, C = 2, B = 3."""
+    st = data.designed_structure()
+    train = data.structure_items(st)
+    assert simulate._data_frequencies(train.inputs).sum() == 9
+    kw = dict(lr=0.02, steps=250, channels=2, seeds=[0, 1, 2], init_scale=0.05, weight_decay=weight_decay,
+              record_kernel_power=True, dtype=dtype)
+    every, restricted = (simulate.train_linear_cnn(train, st, restrict_frequencies=r, **kw) for r in (False, True))
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for name in ("mode_strength", "loss", "invariant_drift", "end_to_end", "kernel_power"):
+        _close(getattr(every, name), getattr(restricted, name), tol, name)
+    for name in ("W", "kernel"):
+        _close(every.weights[name], restricted.weights[name], tol, name)
+    assert np.all(restricted.invariant_drift > 0)  # finite steps: the drift is measured, not zero by construction
+
+
+def test_restricted_model_on_every_loop_path():
+    """The restricted model (``_CNN(active=...)``) also follows the unrestricted one when the loop forms R at full
+    size (no item-factored members) and on N ≥ n² band-limited data (the Σ_xx path)."""
+    st = data.designed_structure()
+    few = data.structure_items(st)
+    rng = np.random.default_rng(0)
+    mix = rng.standard_normal((70, 3))  # 70 ≥ n² items in span{φ}: the same 9 frequencies
+    many = data.TrainingSet(np.einsum("ma,ajk->mjk", mix, st.phi), mix @ few.targets, reduction="mean")
+    W0, r0 = simulate.random_cnn_init([3, 4], 8, 8, 3, 0.05, channels=2)
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    for train, wrap, lr in ((few, _Unfactored, 0.02), (many, lambda m: m, 0.05)):
+        active = simulate._data_frequencies(train.inputs)
+        assert active.sum() == 9
+        runs = [simulate.simulate_linear_model(train, st, wrap(simulate._CNN(t(W0), t(r0), 8, active=mask)), lr=lr,
+                                               steps=200, record_every=3, record_kernel_power=True, weight_decay=0.1)
+                for mask in (None, active)]
+        for name in ("mode_strength", "loss", "invariant_drift", "end_to_end", "kernel_power"):
+            _close(getattr(runs[0], name), getattr(runs[1], name), 1e-12, name)
+
+
+def test_full_spectral_support_takes_the_unrestricted_path_bit_for_bit():
+    """Data with power at every frequency: the mask is all True and the default run is the all-frequency run, bit for bit."""
+    rng = np.random.default_rng(1)
+    train = data.TrainingSet(rng.standard_normal((5, 6, 6)), rng.standard_normal((5, 3)), reduction="sum")
+    st = train.structure()
+    assert simulate._data_frequencies(train.inputs).all()
+    kw = dict(lr=0.002, steps=60, seeds=[0, 1], init_scale=0.05, weight_decay=0.1, record_kernel_power=True)
+    a, b = (simulate.train_linear_cnn(train, st, restrict_frequencies=r, **kw) for r in (True, False))
+    for name in ("mode_strength", "loss", "invariant_drift", "end_to_end", "kernel_power"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    np.testing.assert_array_equal(a.weights["W"], b.weights["W"])
+
+
+def test_data_frequencies_threshold_separates_power_from_rounding():
+    """Active: Σ_μ|x̂_μf|² > N·(n²ε)²·max; rounding (D1's zeros) is far below it, a weak genuine component above it."""
+    n = 16
+    st = data.designed_structure(n=n)
+    items = data.structure_items(st).inputs
+    mask = simulate._data_frequencies(items)
+    assert mask.shape == (n, n // 2 + 1) and mask.sum() == 9
+    power = (np.abs(np.fft.rfft2(items)) ** 2).sum(0)
+    threshold = items.shape[0] * (n * n * np.finfo(float).eps) ** 2 * power.max()
+    assert power[~mask].max() < 1e-3 * threshold  # D1's empty frequencies: rounding, far below the threshold
+    weak = items.copy()
+    weak[0] += 1e-10 * data.cosine_image(n, 3, 5)  # a genuine component, 1e-10 of the others: active
+    assert simulate._data_frequencies(weak).sum() == 10
+    assert simulate._data_frequencies(np.zeros((2, n, n))).all()  # nothing to restrict
+    single = simulate._data_frequencies(items.astype(np.float32))  # float32 images: float32's rounding level
+    assert single.sum() == 9
+
+
+def test_restriction_rejects_bad_masks():
+    W0, r0 = (torch.tensor(a) for a in simulate.random_cnn_init([0], 8, 8, 3, 0.1))
+    with pytest.raises(ValueError, match="active must be a boolean"):
+        simulate._CNN(W0, r0, 8, active=np.ones((8, 8), dtype=bool))
+    with pytest.raises(ValueError, match="active must be a boolean"):
+        simulate._CNN(W0, r0, 8, active=np.ones((8, 5)))
+    with pytest.raises(ValueError, match="at least one"):
+        simulate._CNN(W0, r0, 8, active=np.zeros((8, 5), dtype=bool))
+    half = np.zeros((8, 5), dtype=bool)
+    half[0, 1] = True
+    with pytest.raises(ValueError, match="full-size kernel"):
+        simulate._CNN(W0, r0, 8, fft_kernel=True, active=half)
+    assert simulate._CNN(W0, r0, 8, active=np.ones((8, 5), dtype=bool))._active is None  # all active: no restriction
