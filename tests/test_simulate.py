@@ -506,7 +506,7 @@ def test_restricted_model_on_every_loop_path():
 
 
 def test_full_spectral_support_takes_the_unrestricted_path_bit_for_bit():
-    """Data with power at every frequency: the mask is all True and the default run is the all-frequency run, bit for bit."""
+    """Data with power at every frequency: the mask is all True; the default run is the all-frequency one, bit for bit."""
     rng = np.random.default_rng(1)
     train = data.TrainingSet(rng.standard_normal((5, 6, 6)), rng.standard_normal((5, 3)), reduction="sum")
     st = train.structure()

@@ -17,8 +17,11 @@ Models (end-to-end map ``ŷ = M x`` on flattened images ``x ∈ ℝ^{n²}``; res
   ``∂L/∂W_ic = −r̃_c ⊛ R_i`` and ``∂L/∂r̃_c = −P Σ_i W_ic ⋆ R_i`` (``P`` projects onto the ``k×k``
   support); invariant (full kernel) ``Σ_i |(QW_ic)_j|² − |λ_cj|²`` per channel and frequency, with ``λ_c = Q r̃_c``.
   The simulator holds ``W`` in Fourier coordinates (``Ŵ = rfft2 W``), where the map and the step are per-frequency
-  products: with a full-size kernel (``k = n``) the kernel is held as ``λ`` too and a step needs no FFT; with
-  ``k < n`` it adds one ``rfft2`` and one ``irfft2`` of the ``B·C`` kernels (``O(B·C·n² log n)``; see ``_CNN``).
+  products: with a full-size kernel (``k = n``) the kernel is held as ``λ`` too and a step needs no FFT, and
+  :func:`train_linear_cnn` steps only the ``F_a`` frequencies at which the data have power (the others never move
+  and never reach the outputs: the book's thesis that a CNN uses only the frequencies its data carry, turned into
+  the algorithm; D1 carries 9 of the ``n(n//2+1)``); with ``k < n`` it adds one ``rfft2`` and one ``irfft2`` of the
+  ``B·C`` kernels (``O(B·C·n² log n)``; see ``_CNN``).
 
 Cost of a step (``N`` items, ``n²`` pixels): with ``N < n²`` the residual is item-factored, ``R = E X`` with the
 ``(B, p, N)`` errors ``E``, and a step of either model is a few batched matrix products: CNN ``O(B·p·C·n²·N)``,
@@ -414,7 +417,8 @@ class _CNN:
         self._M_hat = torch.empty((self.batch, self.p, n, self.half), dtype=self.W_hat.dtype, device=W.device)
         self._active = None if active is None else self._restrict(active)
         self._product = torch.empty_like(self.W_hat)
-        self._R_conj = torch.empty((self.batch, self.p, 1, *self.lam.shape[2:]), dtype=self.W_hat.dtype, device=W.device)
+        self._R_conj = torch.empty((self.batch, self.p, 1, *self.lam.shape[2:]), dtype=self.W_hat.dtype,
+                                   device=W.device)
         self._kernel_step = torch.empty_like(self.lam)
 
     def _restrict(self, active: torch.Tensor | NDArray[np.bool_]) -> torch.Tensor | None:
@@ -441,7 +445,8 @@ class _CNN:
         self.data_coordinates = torch.stack([2 * index, 2 * index + 1], 1).flatten()  # (2F_a,) real and imaginary parts
         rest = torch.ones(mask.numel(), dtype=torch.bool, device=index.device)
         rest[index] = False
-        self._rest_norm = torch.linalg.vector_norm(self._invariant0.flatten(-2)[..., rest].flatten(1), dim=1, keepdim=True)
+        self._rest_norm = torch.linalg.vector_norm(self._invariant0.flatten(-2)[..., rest].flatten(1), dim=1,
+                                                   keepdim=True)  # (B, 1): ‖I_f(0)‖ over the frozen frequencies
         self._lam_full = self._lam0.clone()
         self._decay = torch.ones((), dtype=self.metric.dtype, device=self.W_hat.device)  # (1 − ηλ_wd)^t
         self._decayed = False
@@ -455,7 +460,7 @@ class _CNN:
 
     def _full(self, held: torch.Tensor, frozen: torch.Tensor, out: torch.Tensor | None = None,
               power: int = 1) -> torch.Tensor:
-        """The full half-spectrum: ``frozen`` (× decay^power after weight decay) with the active ``held`` part scattered in.
+        """The full half-spectrum: ``frozen`` (× decay^power after weight decay), the active ``held`` part scattered in.
 
         Writes into ``out`` if given (whose inactive part must hold ``frozen`` when no step has decayed it)."""
         if out is None or self._decayed:
@@ -480,11 +485,12 @@ class _CNN:
         return torch.view_as_real(self._M_hat).view(self.batch, self.p, self.dim)
 
     def step(self, residual: torch.Tensor, lr: float, weight_decay: float) -> None:
-        R_hat = self._gather(torch.view_as_complex(residual.view(self.batch, self.p, self.n, self.half, 2))).unsqueeze(2)
+        R_hat = torch.view_as_complex(residual.view(self.batch, self.p, self.n, self.half, 2))
+        R_hat = self._gather(R_hat).unsqueeze(2)
         self._step_hat(R_hat, lr, weight_decay)
 
     def _step_hat(self, R_hat: torch.Tensor, lr: float, weight_decay: float) -> None:
-        """The per-frequency step given the residual's spectrum ``R̂`` ``(B, p, 1, n, n//2+1)`` (restricted: ``(B, p, 1, 1, F_a)``)."""
+        """The per-frequency step given ``R̂`` ``(B, p, 1, n, n//2+1)`` (restricted: ``(B, p, 1, 1, F_a)``)."""
         # kernel: −∂L/∂λ_c = Σ_i Ŵ_ic conj(R̂_i), at the old Ŵ (conj_physical into a buffer: a conj-bit operand
         # costs torch a slow copy)
         torch.conj_physical(R_hat, out=self._R_conj)
@@ -520,7 +526,8 @@ class _CNN:
         if self._active is not None:  # F_a frequencies: form M̂ there and take one (B·p, 2F_a) @ (2F_a, N) product
             if getattr(self, "_outputs_items", None) is not items:
                 self._outputs_items, self._gx = items, torch.view_as_real(self._items_hat(items)).flatten(1)
-                self._outputs = torch.empty((self.batch, self.p, items.shape[0]), dtype=items.dtype, device=items.device)
+                self._outputs = torch.empty((self.batch, self.p, items.shape[0]), dtype=items.dtype,
+                                            device=items.device)
             M = torch.view_as_real(_cnn_map_hat(self.W_hat, self.lam, out=self._M_active))
             torch.mm(M.view(self.batch * self.p, -1), self._gx.T, out=self._outputs.view(self.batch * self.p, -1))
             return self._outputs
@@ -534,7 +541,7 @@ class _CNN:
         return torch.bmm(W, torch.view_as_real(Z).view(self.batch, Z.shape[1], -1).transpose(1, 2))
 
     def step_factored(self, errors: torch.Tensor, items: torch.Tensor, lr: float, weight_decay: float) -> None:
-        if self._active is not None:  # F_a frequencies: R̂ = E X̂ is one (B·p, N) @ (N, 2F_a) product, then per frequency
+        if self._active is not None:  # F_a frequencies: R̂ = E X̂ (one (B·p, N) @ (N, 2F_a) product), then per frequency
             if getattr(self, "_step_items", None) is not items:
                 self._step_items, self._x_hat = items, torch.view_as_real(self._items_hat(items)).flatten(1)
                 self._R_hat = torch.empty((self.batch, self.p, 1, 1, self.lam.shape[-1]), dtype=self.W_hat.dtype,
@@ -562,7 +569,7 @@ class _CNN:
         return self._full(held, self._invariant0, power=2).flatten(1)  # frozen: Σ|Ŵ|² − |λ|² decays by decay²
 
     def end_to_end_on_data(self) -> torch.Tensor:
-        """``c(M)`` on ``data_coordinates`` (restricted only): ``(B, p, 2F_a)``, the real and imaginary parts of ``M̂`` there."""
+        """``c(M)`` on ``data_coordinates`` (restricted only): ``(B, p, 2F_a)``, the real and imaginary parts of ``M̂``."""
         return torch.view_as_real(_cnn_map_hat(self.W_hat, self.lam, out=self._M_active)).view(self.batch, self.p, -1)
 
     def drift_invariant(self) -> torch.Tensor:
@@ -632,7 +639,8 @@ def simulate_linear_model(
     set has fewer items than pixels (``N < n²``), the product of two ``(D, N)``, ``(N, D)`` factors
     (``MΣ_xx = w (MXᵀ) X``): ``O(B·p·D·min(N, D))`` per step besides the model's own step; no allocation. A model
     with the optional item-factored members (``outputs``, ``step_factored``) is stepped without ``M`` or ``R`` when
-    ``N < n²``: only the errors ``E = w(Yᵀ − MXᵀ)`` ``(B, p, N)`` pass between the loop and the model. The mode
+    ``N < n²``: only the errors ``E = w(Yᵀ − MXᵀ)`` ``(B, p, N)`` pass between the loop and the model (and a model
+    that names its ``data_coordinates`` is recorded on those only, see :class:`LinearModel`). The mode
     strengths, the loss, the invariant and the kernel power are computed at the recorded steps only; on CUDA the
     steps between two records replay one captured CUDA graph (the same kernels, so the same numbers).
 
@@ -680,7 +688,7 @@ def simulate_linear_model(
         K = model.coordinates(basis @ torch.as_tensor(sigma_xx, dtype=dtype, device=dev))  # (D, D)
     y_energy = 0.5 * w * float((data.targets**2).sum())
     on_data = getattr(model, "data_coordinates", None) if factored else None
-    if on_data is not None:  # records on the model's data coordinates (see LinearModel): the same formulas on D_s coordinates
+    if on_data is not None:  # records on the model's data coordinates (LinearModel): the same formulas on D_s of them
         g_r, X_r, S_r = g[on_data], X[:, on_data], S_rows[:, on_data]
         gS_r, H_r = g_S[:, on_data], H.view(p, p, D)[..., on_data].reshape(p, -1)
         R_r = torch.empty((B * p, on_data.numel()), dtype=dtype, device=dev)
@@ -738,7 +746,7 @@ def simulate_linear_model(
             torch.mm(M.view(B, p * D), H.T, out=strengths[slot])
             losses[slot] = y_energy - (M3 * g_S).sum((1, 2)) + 0.5 * (M_sxx * g * M3).sum((1, 2))
         if record:
-            invariant = model.drift_invariant() if on_data is not None else model.invariant()  # type: ignore[attr-defined]
+            invariant = model.drift_invariant() if on_data is not None else model.invariant()  # type: ignore
             if invariant0 is None:
                 invariant0 = invariant
             drift = torch.maximum(drift, torch.linalg.vector_norm(invariant - invariant0, dim=1))
