@@ -39,6 +39,20 @@ def test_2d_fft_conv_matches_explicit_shifted_sum():
     np.testing.assert_allclose(y, ref, atol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(12,), (8,), (6, 6), (8, 8), (9, 10)])
+def test_circulant_and_fft_paths_give_the_same_values_and_gradients(shape, monkeypatch):
+    x, W = _rand(5, 3, *shape, seed=7), _rand(4, 3, *shape, seed=8)
+    results = []
+    for limit in (10**6, 0):   # matrix path, then FFT path
+        monkeypatch.setattr(bn, "CIRCULANT_MAX_POSITIONS", limit)
+        Wg, xg = W.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        y = bn.circular_conv(xg, Wg)
+        (y * torch.cos(torch.arange(y.numel(), dtype=y.dtype)).reshape(y.shape)).sum().backward()
+        results.append((y.detach(), Wg.grad, xg.grad))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
 def test_frequency_blocks_diagonalise_the_convolution_and_parseval():
     x, W = _rand(3, 2, 10, seed=5), _rand(4, 2, 10, seed=6)
     y = bn.circular_conv(x, W)
@@ -211,4 +225,52 @@ def test_training_reaches_the_closed_form_cost():
 )
 def test_bad_input_is_named(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
+        call()
+
+
+def test_stacked_linear_trainer_equals_training_each_network_alone():
+    """Depths 2, 3, 5 and a 2-D network, two targets, one λ each: the stacked trainer's iterates are the one-network
+    trainer's (train_weight_decay on population_mse) up to float64 rounding."""
+    d = 8
+    H_low, H_other = bn.lowpass_blocks(d, 1), bn.lowpass_blocks(d, 2) * 0.5
+    H_2d = bn.frequency_blocks(_rand(1, 2, 4, 4, seed=11))
+    specs = [([1, 3, 1], d, H_low, 2e-3), ([1, 3, 3, 1], d, H_other, 1e-3), ([1, 3, 3, 3, 3, 1], d, H_low, 0.0),
+             ([1, 3, 1], d, H_other, 4e-3), ([2, 2, 2, 1], (4, 4), H_2d, 2e-3)]
+
+    def make():
+        return [bn.CircularCNN(w, size, seed=10 + i) for i, (w, size, _, _) in enumerate(specs)]
+
+    alone = make()
+    finals = []
+    for net, (_, _, H, lam) in zip(alone, specs):
+        history = training.train_weight_decay(net, lambda m, H=H: bn.population_mse(m, H), weight_decay=lam,
+                                              steps=150, lr=3e-3, lr_final=3e-4, record_every=150)
+        finals.append(history.iloc[-1])
+    stacked = make()
+    table = bn.train_linear_cnns(stacked, [s[2] for s in specs], weight_decay=[s[3] for s in specs], steps=150,
+                                 lr=3e-3, lr_final=3e-4)
+    for a, b in zip(alone, stacked):
+        for wa, wb in zip(a.filters, b.filters):
+            torch.testing.assert_close(wb.detach(), wa.detach(), rtol=0, atol=1e-10)
+    for n, final in enumerate(finals):
+        for column in ("loss", "sq_norm", "objective"):
+            assert table.loc[n, column] == pytest.approx(final[column], rel=1e-10, abs=1e-14)
+    assert float(alone[2].filters[0].detach().abs().max()) > 0      # trained, not left at zero
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: bn.train_linear_cnns([], [], weight_decay=0.0, steps=1, lr=1e-3), "one target per network"),
+    (lambda: bn.train_linear_cnns([bn.CircularCNN([1, 2, 1], 8)], [bn.lowpass_blocks(8, 1)], weight_decay=[1.0, 2.0],
+                                  steps=1, lr=1e-3), "one per network"),
+    (lambda: bn.train_linear_cnns([bn.CircularCNN([1, 2, 1], 8, relu=True)], [bn.lowpass_blocks(8, 1)],
+                                  weight_decay=0.0, steps=1, lr=1e-3), "linear CircularCNN"),
+    (lambda: bn.train_linear_cnns([bn.CircularCNN([1, 2, 3, 1], 8)], [bn.lowpass_blocks(8, 1)], weight_decay=0.0,
+                                  steps=1, lr=1e-3), "widths"),
+    (lambda: bn.train_linear_cnns([bn.CircularCNN([1, 2, 1], 8)], [bn.lowpass_blocks(6, 1)], weight_decay=0.0,
+                                  steps=1, lr=1e-3), "targets\\[0\\] must have shape"),
+    (lambda: bn.train_linear_cnns([bn.CircularCNN([1, 2, 1], 8)], [bn.lowpass_blocks(8, 1)], weight_decay=0.0,
+                                  steps=0, lr=1e-3), "steps >= 1"),
+])
+def test_stacked_linear_trainer_names_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
         call()

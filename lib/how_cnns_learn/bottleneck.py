@@ -30,8 +30,10 @@ twice, ``m = 0`` and ``m = d/2`` once, so the CBN rank equals the real dimension
 could not be read (research notes §6, open item 1).
 
 **Weight decay** follows the book's one convention (:mod:`~how_cnns_learn.training`): ``weight_decay = λ`` is the
-penalty ``(λ/2)‖θ‖²``. Networks are trained with :func:`~how_cnns_learn.training.train_weight_decay`; the networks
-and data of this module take ``device``.
+penalty ``(λ/2)‖θ‖²``. Networks are trained with :func:`~how_cnns_learn.training.train_weight_decay`; many *linear*
+networks on the population loss at once with :func:`train_linear_cnns` (networks of equal shape stacked along a
+leading axis, one Adam: the same iterates as training each alone, up to float rounding). The networks and data of
+this module take ``device``.
 """
 
 from __future__ import annotations
@@ -41,13 +43,15 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 from numpy.typing import NDArray
 
 from .fourier import dft, idft, irdft, power_spectrum, rdft
-from .repro import check_device
+from .repro import check_device, record_device
 
 __all__ = [
+    "CIRCULANT_MAX_POSITIONS",
     "CircularCNN",
     "activation_power_spectrum",
     "balanced_factorisation",
@@ -68,6 +72,7 @@ __all__ = [
     "population_mse",
     "regularised_optimum_cost",
     "representation_cost",
+    "train_linear_cnns",
     "transplant_to_half_resolution",
     "upsample",
 ]
@@ -78,8 +83,36 @@ def _spatial_dims(ndim: int) -> tuple[int, ...]:
     return tuple(range(-ndim, 0))
 
 
+#: Largest number of spatial positions ``F`` for which :func:`circular_conv` multiplies by the explicit
+#: block-circulant matrix (``F²·C_out·C_in`` entries) instead of going through the FFT.
+CIRCULANT_MAX_POSITIONS = 64
+
+_SELECTORS: dict[tuple[tuple[int, ...], torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _circulant_selector(size: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``P`` of shape ``(F, F·F)``, ``P[k, j·F + l] = 1`` iff ``k ≡ j − l`` (per spatial axis, mod its length)."""
+    key = (size, dtype, device)
+    if key not in _SELECTORS:
+        grids = torch.meshgrid(*[torch.arange(n) for n in size], indexing="ij")
+        k = torch.zeros((), dtype=torch.long)
+        for g, n in zip(grids, size):
+            a = g.reshape(-1)
+            k = k * n + (a[:, None] - a[None, :]) % n        # (F, F): flat index of (j − l) mod size
+        F = math.prod(size)
+        P = torch.zeros(F, F * F, dtype=dtype)
+        P[k.reshape(-1), torch.arange(F * F)] = 1
+        _SELECTORS[key] = P.to(device)
+    return _SELECTORS[key]
+
+
 def circular_conv(x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-    """Full-size circular convolution through the real FFT: ``ŷ[:, m] = Ŵ_m x̂[:, m]``.
+    """Full-size circular convolution, ``ŷ[:, m] = Ŵ_m x̂[:, m]`` in Fourier coordinates.
+
+    Small signals (``F = d`` or ``d² ≤`` :data:`CIRCULANT_MAX_POSITIONS`) are multiplied by the explicit
+    block-circulant matrix ``A[(c, j), (c', l)] = W[c, c', (j − l) mod d]`` (two real matrix products, exact entries:
+    at these sizes faster than the FFT and its backward on the CPU); larger ones go through the real FFT, one
+    matrix product per frequency. Both compute the same map (unit test, float64 ≤ 1e-12).
 
     Args:
         x: ``(N, C_in, d)`` or ``(N, C_in, d, d)``.
@@ -97,6 +130,11 @@ def circular_conv(x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"x {tuple(x.shape)} does not fit W {tuple(W.shape)}: channels and spatial size must match "
                          "(filters are full-size)")
     size = tuple(x.shape[2:])
+    co, ci, F = W.shape[0], W.shape[1], math.prod(size)
+    if F <= CIRCULANT_MAX_POSITIONS:
+        P = _circulant_selector(size, W.dtype, W.device)
+        A = (W.reshape(co * ci, F) @ P).reshape(co, ci, F, F).permute(0, 2, 1, 3).reshape(co * F, ci * F)
+        return (x.reshape(x.shape[0], ci * F) @ A.T).reshape(x.shape[0], co, *size)
     xh = rdft(x, ns)  # (N, C_in, *freq)
     wh = rdft(W, ns)  # (C_out, C_in, *freq)
     freq = xh.shape[2:]
@@ -449,6 +487,146 @@ def population_mse(model: CircularCNN, target_blocks: NDArray[np.complexfloating
     assert H is not None
     diff = H - target.to(H.dtype)
     return (diff.abs() ** 2).sum() / (model.widths[-1] * F)
+
+
+def _dft_matrix(spatial: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``E`` of shape ``(F, F)`` with ``Ŵ[..., m] = Σ_k W[..., k] E[k, m]`` (the book's DFT, flattened row-major)."""
+    F = math.prod(spatial)
+    E = dft(np.eye(F).reshape(F, *spatial), len(spatial)).reshape(F, F)
+    return torch.as_tensor(E, dtype=dtype, device=device)
+
+
+def train_linear_cnns(
+    nets: Sequence[CircularCNN],
+    targets: Sequence[NDArray[np.complexfloating]],
+    *,
+    weight_decay: float | Sequence[float],
+    steps: int,
+    lr: float,
+    lr_final: float | None = None,
+    device: str | torch.device = "cpu",
+) -> pd.DataFrame:
+    """Train many linear bias-free CNNs on their population losses with weight decay, all at once (full-batch Adam).
+
+    Network ``n`` minimises ``population_mse(nets[n], targets[n]) + (λ_n/2)‖θ_n‖²`` (:func:`population_mse`; the
+    book's weight-decay convention, ``λ_n = weight_decay`` or ``weight_decay[n]``) for ``steps`` Adam steps with the
+    learning rate decaying geometrically from ``lr`` to ``lr_final`` (default constant): the same objective, optimiser
+    and schedule as :func:`~how_cnns_learn.training.train_weight_decay` run on each network alone. Networks of equal
+    type (``C_0, w, C_L``, size, dtype) are stacked along a leading network axis, the shallower ones padded with exact
+    identity blocks; the objective is the *sum* of the networks' objectives, so each network's gradient is its own,
+    and Adam is elementwise, so the iterates equal the one-network trainer's up to float rounding (unit test, float64
+    ≤ 1e-10). Each step multiplies the filters by the DFT matrix and chains the ``(F, C_out, C_in)`` blocks of every
+    stack: one objective, one backward, one optimiser step for all.
+
+    Args:
+        nets: linear :class:`CircularCNN` s without biases, head or downsampling, widths ``(C_0, w, …, w, C_L)``
+            with ``L ≥ 2`` (any depths); their filters are overwritten with the trained ones.
+        targets: per network, target blocks ``(F, C_L, C_0)`` as for :func:`population_mse`.
+        weight_decay: ``λ ≥ 0`` for all networks, or one per network.
+        steps, lr, lr_final: Adam steps (≥ 1) and the learning-rate schedule.
+        device: where to train (the networks are moved there).
+    Returns:
+        One row per network (index ``network``): ``loss`` (population MSE), ``sq_norm`` (``‖θ‖²``) and ``objective``
+        at the end; ``attrs["device"]`` is where it ran.
+    """
+    nets, targets = list(nets), list(targets)
+    if len(nets) == 0 or len(targets) != len(nets):
+        raise ValueError(f"need one target per network and at least one network, got {len(nets)} networks and "
+                         f"{len(targets)} targets")
+    decays = [float(weight_decay)] * len(nets) if np.ndim(weight_decay) == 0 else [float(w) for w in weight_decay]
+    if len(decays) != len(nets):
+        raise ValueError(f"weight_decay must be a number or one per network, got {len(decays)} for {len(nets)}")
+    if steps < 1 or lr <= 0 or min(decays) < 0 or (lr_final is not None and lr_final <= 0):
+        raise ValueError(f"need steps >= 1, lr > 0, lr_final > 0 (or None) and weight_decay >= 0; got steps={steps}, "
+                         f"lr={lr}, lr_final={lr_final}, weight_decay={weight_decay}")
+    for i, net in enumerate(nets):
+        if not isinstance(net, CircularCNN) or net.relu or net.biases is not None or net.head is not None \
+                or net.downsample is not None:
+            raise ValueError(f"nets[{i}] must be a linear CircularCNN without biases, head or downsampling")
+        if net.L < 2 or len(set(net.widths[1:-1])) != 1:
+            raise ValueError(f"nets[{i}] must have L >= 2 layers and widths (C_0, w, …, w, C_L), got {net.widths}")
+    dev = check_device(device)
+    for net in nets:
+        net.to(dev)
+    ran_on = record_device(nets[0], by="train_linear_cnns")
+    groups: dict[tuple, list[int]] = {}
+    for i, net in enumerate(nets):
+        c0, w, cl = net.widths[0], net.widths[1], net.widths[-1]
+        groups.setdefault((c0, w, cl, net.spatial, net.filters[0].dtype), []).append(i)
+    stacks = []
+    for (c0, w, cl, spatial, dtype), members in groups.items():
+        F, G = math.prod(spatial), len(members)
+        cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        slots = max(nets[i].L for i in members) - 2          # middle layers of the deepest member
+        first = torch.stack([nets[i].filters[0].detach().reshape(w, c0, F) for i in members])
+        last = torch.stack([nets[i].filters[-1].detach().reshape(cl, w, F) for i in members])
+        middle = torch.zeros(G, slots, w, w, F, dtype=dtype, device=dev)
+        live = torch.zeros(G, slots, 1, 1, 1, dtype=torch.bool, device=dev)   # slot ℓ < L_n − 2 is a real layer
+        for g, i in enumerate(members):
+            for ell, W in enumerate(nets[i].filters[1:-1]):
+                middle[g, ell] = W.detach().reshape(w, w, F)
+                live[g, ell] = True
+        T = []
+        for i in members:
+            t = torch.as_tensor(np.asarray(targets[i]), dtype=cdtype, device=dev)
+            if tuple(t.shape) != (F, cl, c0):
+                raise ValueError(f"targets[{i}] must have shape ({F}, {cl}, {c0}), got {tuple(t.shape)}")
+            T.append(t)
+        stacks.append({
+            "members": members, "params": [first.requires_grad_(True), middle.requires_grad_(True),
+                                           last.requires_grad_(True)],
+            "live": live, "eye": torch.eye(w, dtype=cdtype, device=dev), "targets": torch.stack(T),
+            "lam": torch.tensor([decays[i] / 2 for i in members], dtype=dtype, device=dev),   # (λ/2)‖θ‖²
+            "E": _dft_matrix(spatial, cdtype, dev), "norm": cl * F})
+    opt = torch.optim.Adam([p for st in stacks for p in st["params"]], lr=lr, foreach=True)
+    gamma = (lr_final / lr) ** (1.0 / steps) if lr_final is not None else 1.0
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
+
+    def objective() -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        # Padding: a network shallower than its group's deepest gets identity blocks in its unused middle slots
+        # (exact in floating point: 1·v + 0·u = v); their filters get no gradient and no penalty, so Adam leaves
+        # them at 0 and each network's objective and gradient are its own.
+        total, parts = None, []
+        for st in stacks:
+            first, middle, last = st["params"]
+            E = st["E"]
+            H = (first.to(E.dtype) @ E).permute(0, 3, 1, 2)                         # (G, F, w, C_0)
+            if middle.shape[1]:
+                Mh = torch.where(st["live"], middle.to(E.dtype) @ E, st["eye"][..., None])    # (G, slots, w, w, F)
+                for ell in range(middle.shape[1]):
+                    H = Mh[:, ell].permute(0, 3, 1, 2) @ H
+            H = (last.to(E.dtype) @ E).permute(0, 3, 1, 2) @ H                      # (G, F, C_L, C_0)
+            loss = torch.view_as_real(H - st["targets"]).square().sum((1, 2, 3, 4)) / st["norm"]   # (G,)
+            sq = first.square().sum((1, 2, 3)) + last.square().sum((1, 2, 3)) \
+                + (middle.square() * st["live"]).sum((1, 2, 3, 4))                    # (G,): ‖θ_n‖²
+            obj = (loss + st["lam"] * sq).sum()
+            total = obj if total is None else total + obj
+            parts.append((loss, sq))
+        assert total is not None
+        return total, parts
+
+    for step in range(steps):
+        opt.zero_grad(set_to_none=True)
+        total, _ = objective()
+        if not torch.isfinite(total):
+            raise FloatingPointError(f"objective became {total.item()} at step {step}; lower the learning rate")
+        total.backward()
+        opt.step()
+        sched.step()
+    rows = {}
+    with torch.no_grad():
+        _, parts = objective()
+        for st, (loss, sq) in zip(stacks, parts):
+            first, middle, last = st["params"]
+            for g, i in enumerate(st["members"]):
+                rows[i] = {"loss": float(loss[g]), "sq_norm": float(sq[g]),
+                           "objective": float(loss[g] + st["lam"][g] * sq[g])}
+                trained = [first[g]] + [middle[g, ell] for ell in range(nets[i].L - 2)] + [last[g]]
+                for w_net, W in zip(nets[i].filters, trained):
+                    w_net.copy_(W.reshape(w_net.shape))
+    table = pd.DataFrame([rows[i] for i in range(len(nets))], index=pd.Index(range(len(nets)), name="network"))
+    table.attrs["device"] = str(ran_on)
+    return table
 
 
 def band_mask(d: int, K: int) -> NDArray[np.bool_]:
