@@ -270,7 +270,31 @@ def test_stacked_linear_trainer_equals_training_each_network_alone():
                                   steps=1, lr=1e-3), "targets\\[0\\] must have shape"),
     (lambda: bn.train_linear_cnns([bn.CircularCNN([1, 2, 1], 8)], [bn.lowpass_blocks(8, 1)], weight_decay=0.0,
                                   steps=0, lr=1e-3), "steps >= 1"),
+    (lambda: bn.train_linear_cnns([bn.CircularCNN([1, 2, 1], 8)], [bn.lowpass_blocks(8, 1)], weight_decay=0.0,
+                                  steps=1, lr=1e-3, optimizer="sgd"), "optimizer"),
+    (lambda: bn.train_linear_cnns([bn.CircularCNN([1, 2, 1], 8)], [bn.lowpass_blocks(8, 1)], weight_decay=0.0,
+                                  steps=1, lr=1e-3, record_every=0), "record_every"),
 ])
 def test_stacked_linear_trainer_names_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_stacked_linear_trainer_records_gradient_descent_like_the_one_network_trainer():
+    d = 8
+    H = bn.lowpass_blocks(d, 1) * 0.7
+
+    def amplitude(m):
+        return {"|h_1|": float(abs(bn.end_to_end_blocks(list(m.filters))[1, 0, 0]))}
+
+    alone, stacked = (bn.CircularCNN([1, 2, 1], d, seed=3, init_scale=1e-2) for _ in range(2))
+    reference = training.train_weight_decay(alone, lambda m: bn.population_mse(m, H), weight_decay=0.0, steps=95,
+                                            lr=0.05, optimizer="gd", record_every=10, on_record=amplitude)
+    table = bn.train_linear_cnns([stacked], [H], weight_decay=0.0, steps=95, lr=0.05, optimizer="gd",
+                                 record_every=10, on_record=amplitude)
+    assert table["step"].tolist() == reference["step"].tolist() == [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95]
+    for column in ("loss", "sq_norm", "objective", "|h_1|"):
+        np.testing.assert_allclose(table[column], reference[column], rtol=1e-10, atol=1e-14)
+    assert table["|h_1|"].iloc[-1] > 10 * table["|h_1|"].iloc[0]        # it learned
+    for wa, wb in zip(alone.filters, stacked.filters):
+        torch.testing.assert_close(wb.detach(), wa.detach(), rtol=0, atol=1e-10)

@@ -39,8 +39,8 @@ this module take ``device``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -504,14 +504,18 @@ def train_linear_cnns(
     steps: int,
     lr: float,
     lr_final: float | None = None,
+    optimizer: Literal["adam", "gd"] = "adam",
+    record_every: int | None = None,
+    on_record: Callable[[CircularCNN], Mapping[str, Any]] | None = None,
     device: str | torch.device = "cpu",
 ) -> pd.DataFrame:
     """Train many linear bias-free CNNs on their population losses with weight decay, all at once (full-batch Adam).
 
     Network ``n`` minimises ``population_mse(nets[n], targets[n]) + (λ_n/2)‖θ_n‖²`` (:func:`population_mse`; the
     book's weight-decay convention, ``λ_n = weight_decay`` or ``weight_decay[n]``) for ``steps`` Adam steps with the
-    learning rate decaying geometrically from ``lr`` to ``lr_final`` (default constant): the same objective, optimiser
-    and schedule as :func:`~how_cnns_learn.training.train_weight_decay` run on each network alone. Networks of equal
+    learning rate decaying geometrically from ``lr`` to ``lr_final`` (default constant), or plain gradient descent
+    (``optimizer="gd"``): the same objective, optimiser, schedule and recording as
+    :func:`~how_cnns_learn.training.train_weight_decay` run on each network alone. Networks of equal
     type (``C_0, w, C_L``, size, dtype) are stacked along a leading network axis, the shallower ones padded with exact
     identity blocks; the objective is the *sum* of the networks' objectives, so each network's gradient is its own,
     and Adam is elementwise, so the iterates equal the one-network trainer's up to float rounding (unit test, float64
@@ -523,11 +527,16 @@ def train_linear_cnns(
             with ``L ≥ 2`` (any depths); their filters are overwritten with the trained ones.
         targets: per network, target blocks ``(F, C_L, C_0)`` as for :func:`population_mse`.
         weight_decay: ``λ ≥ 0`` for all networks, or one per network.
-        steps, lr, lr_final: Adam steps (≥ 1) and the learning-rate schedule.
+        steps, lr, lr_final: steps (≥ 1) and the learning-rate schedule.
+        optimizer: ``"adam"`` (torch's Adam) or ``"gd"`` (``θ ← θ − η∇``).
+        record_every: record every this many steps (and at step 0); ``None``: only at the end.
+        on_record: called as ``on_record(nets[n])`` at every recorded step with the network's current filters (under
+            ``torch.no_grad()``); the ``name: value`` pairs it returns become columns.
         device: where to train (the networks are moved there).
     Returns:
-        One row per network (index ``network``): ``loss`` (population MSE), ``sq_norm`` (``‖θ‖²``) and ``objective``
-        at the end; ``attrs["device"]`` is where it ran.
+        A tidy table, one row per network and recorded step (at the end always): ``network`` (index into ``nets``),
+        ``step``, ``loss`` (population MSE), ``sq_norm`` (``‖θ‖²``), ``objective``, and the columns of ``on_record``;
+        with ``record_every=None`` one row per network, in order. ``attrs["device"]`` is where it ran.
     """
     nets, targets = list(nets), list(targets)
     if len(nets) == 0 or len(targets) != len(nets):
@@ -536,6 +545,10 @@ def train_linear_cnns(
     decays = [float(weight_decay)] * len(nets) if np.ndim(weight_decay) == 0 else [float(w) for w in weight_decay]
     if len(decays) != len(nets):
         raise ValueError(f"weight_decay must be a number or one per network, got {len(decays)} for {len(nets)}")
+    if optimizer not in ("adam", "gd"):
+        raise ValueError(f"optimizer must be 'adam' or 'gd', got {optimizer!r}")
+    if record_every is not None and record_every < 1:
+        raise ValueError(f"record_every must be >= 1 or None, got {record_every}")
     if steps < 1 or lr <= 0 or min(decays) < 0 or (lr_final is not None and lr_final <= 0):
         raise ValueError(f"need steps >= 1, lr > 0, lr_final > 0 (or None) and weight_decay >= 0; got steps={steps}, "
                          f"lr={lr}, lr_final={lr_final}, weight_decay={weight_decay}")
@@ -578,7 +591,8 @@ def train_linear_cnns(
             "live": live, "eye": torch.eye(w, dtype=cdtype, device=dev), "targets": torch.stack(T),
             "lam": torch.tensor([decays[i] / 2 for i in members], dtype=dtype, device=dev),   # (λ/2)‖θ‖²
             "E": _dft_matrix(spatial, cdtype, dev), "norm": cl * F})
-    opt = torch.optim.Adam([p for st in stacks for p in st["params"]], lr=lr, foreach=True)
+    params = [p for st in stacks for p in st["params"]]
+    opt = torch.optim.Adam(params, lr=lr, foreach=True) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
     gamma = (lr_final / lr) ** (1.0 / steps) if lr_final is not None else 1.0
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
 
@@ -605,26 +619,35 @@ def train_linear_cnns(
         assert total is not None
         return total, parts
 
+    def record(step: int, parts: list[tuple[torch.Tensor, torch.Tensor]], write_back: bool) -> None:
+        for st, (loss, sq) in zip(stacks, parts):
+            first, middle, last = st["params"]
+            for g, i in enumerate(st["members"]):
+                row = {"network": i, "step": step, "loss": float(loss[g]), "sq_norm": float(sq[g]),
+                       "objective": float(loss[g] + st["lam"][g] * sq[g])}
+                if write_back or on_record is not None:
+                    current = [first[g]] + [middle[g, ell] for ell in range(nets[i].L - 2)] + [last[g]]
+                    for w_net, W in zip(nets[i].filters, current):
+                        w_net.copy_(W.reshape(w_net.shape))
+                    if on_record is not None:
+                        row.update(dict(on_record(nets[i])))
+                rows.append(row)
+
+    rows: list[dict[str, Any]] = []
     for step in range(steps):
         opt.zero_grad(set_to_none=True)
-        total, _ = objective()
+        total, parts = objective()
+        if record_every is not None and step % record_every == 0:
+            with torch.no_grad():
+                record(step, parts, write_back=False)
         if not torch.isfinite(total):
             raise FloatingPointError(f"objective became {total.item()} at step {step}; lower the learning rate")
         total.backward()
         opt.step()
         sched.step()
-    rows = {}
     with torch.no_grad():
-        _, parts = objective()
-        for st, (loss, sq) in zip(stacks, parts):
-            first, middle, last = st["params"]
-            for g, i in enumerate(st["members"]):
-                rows[i] = {"loss": float(loss[g]), "sq_norm": float(sq[g]),
-                           "objective": float(loss[g] + st["lam"][g] * sq[g])}
-                trained = [first[g]] + [middle[g, ell] for ell in range(nets[i].L - 2)] + [last[g]]
-                for w_net, W in zip(nets[i].filters, trained):
-                    w_net.copy_(W.reshape(w_net.shape))
-    table = pd.DataFrame([rows[i] for i in range(len(nets))], index=pd.Index(range(len(nets)), name="network"))
+        record(steps, objective()[1], write_back=True)
+    table = pd.DataFrame(rows).sort_values(["network", "step"], kind="stable").reset_index(drop=True)
     table.attrs["device"] = str(ran_on)
     return table
 
