@@ -248,3 +248,136 @@ def test_cnfa_training_on_cuda_matches_the_cpu():
     assert gpu.device.startswith("cuda")
     for a, b in zip(gpu.trained[0].parameters(), cpu.trained[0].parameters()):
         assert torch.allclose(a.cpu(), b, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("depth", [2, 3])
+def test_linear_gd_on_second_moments_equals_full_batch_train_classifier(depth):
+    """train_linear_gd (the step from Σ_xx, Σ_yx) = train_classifier's full-batch mse GD, float64, to 1e-10."""
+    from how_cnns_learn import training
+
+    digits = data.digits()
+    train = data.TrainingSet(digits.inputs[:60], digits.targets[:60], "mean")
+
+    def network():
+        torch.manual_seed(3)
+        if depth == 2:
+            net = models.LinearCNN(8, 3, 10, channels=3)
+            with torch.no_grad():
+                for p in net.parameters():
+                    p.normal_(0.0, 0.3)
+            return net
+        return agop.LinearConvChain(8, 3, 10, channels=3, depth=3, init_std=0.3)
+
+    ours, reference = network(), network()
+    start = [p.detach().clone() for p in ours.parameters()]
+    table = agop.train_linear_gd(ours, train, steps=40, lr=0.05)
+    history = training.train_classifier(reference, train, test_data=train, epochs=40, lr=0.05, batch_size=None,
+                                        loss="mse")
+    for a, b, b0 in zip(ours.parameters(), reference.parameters(), start):
+        assert torch.allclose(a, b, rtol=0, atol=1e-10 * float(b.detach().abs().max())) and not torch.allclose(b, b0)
+    assert table["train loss"].tolist() == pytest.approx(history["train loss"].tolist(), rel=1e-10)
+    assert table.attrs["device"] == "cpu"
+
+
+def test_linear_gd_refuses_a_nonlinear_model_and_bad_settings():
+    digits = data.digits()
+    train = data.TrainingSet(digits.inputs[:20], digits.targets[:20], "mean")
+    torch.manual_seed(0)
+    affine = nn.Sequential(nn.Flatten(), nn.Linear(64, 10, dtype=torch.float64))  # has a bias
+    with pytest.raises(ValueError, match="not linear"):
+        agop.train_linear_gd(affine, train, steps=1, lr=0.1)
+    with pytest.raises(ValueError, match="steps"):
+        agop.train_linear_gd(models.LinearCNN(8, 3, 10), train, steps=0, lr=0.1)
+    with pytest.raises(ValueError, match="device"):
+        agop.train_linear_gd(models.LinearCNN(8, 3, 10), train, steps=1, lr=0.1, device="nowhere")
+
+
+def test_linear_gd_generic_path_equals_structured_path():
+    """A linear network that is not a LinearCNN/LinearConvChain class takes the autograd path (basis images); the
+    same weights in a LinearConvChain take the hand-written step: equal to 1e-12."""
+    digits = data.digits()
+    train = data.TrainingSet(digits.inputs[:50], digits.targets[:50], "mean")
+    torch.manual_seed(5)
+    chain = agop.LinearConvChain(8, 3, 10, channels=3, depth=4, init_std=0.3)
+    plain = nn.Sequential(*[copy_module for copy_module in __import__("copy").deepcopy(list(chain))])
+    agop.train_linear_gd(chain, train, steps=25, lr=0.05)
+    agop.train_linear_gd(plain, train, steps=25, lr=0.05)
+    for a, b in zip(chain.parameters(), plain.parameters()):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12 * float(b.detach().abs().max()))
+
+
+def test_fast_ntk_matrix_equals_conv_ntk_with_zero_patches_and_symmetry():
+    torch.manual_seed(4)
+    x = torch.randn(17, 6, 5, dtype=torch.float64)
+    z = torch.randn(23, 6, 5, dtype=torch.float64)
+    x[2, 1] = 0.0  # a zero patch (digits' background): Θ = 0 there
+    z[5, 3] = 0.0
+    z[7] = 2.5 * x[3]  # parallel patches: cos θ clamped to 1 − 10⁻⁶ in both
+    reference = agop.conv_ntk(x, z)
+    for chunk, block in ((2_000_000, 65_536), (40, 7), (1, 1)):
+        fast = agop._ntk_matrix(x, z, chunk=chunk, block=block)
+        assert torch.allclose(fast, reference, rtol=1e-12, atol=1e-12 * float(reference.abs().max()))
+    sym = agop._ntk_matrix(x, x, symmetric=True, chunk=50, block=9)
+    assert torch.equal(sym, sym.T)
+    assert torch.allclose(sym, agop.conv_ntk(x, x), rtol=1e-12, atol=1e-12 * float(sym.abs().max()))
+    with pytest.raises(ValueError, match="symmetric"):
+        agop._ntk_matrix(x, z, symmetric=True)
+
+
+def _conv_rfm_reference(train, val, test, patch_size, padding, iterations, ridge_grid, agop_samples):
+    """The ConvRFM loop written plainly with conv_ntk (every patch set extracted once, no symmetry, no reuse)."""
+    (Xtr, Ytr), (Xva, Yva), (Xte, Yte) = train, val, test
+    P_tr, P_va, P_te = (agop.extract_patches(X, patch_size, padding) for X in (Xtr, Xva, Xte))
+    root, accuracies, agops = torch.eye(P_tr.shape[-1], dtype=torch.float64), [], []
+    for t in range(iterations):
+        tr, va, te = P_tr @ root, P_va @ root, P_te @ root
+        K = agop.conv_ntk(tr, tr)
+        scale = K.max()
+        lam, _ = agop.select_ridge(K / scale, Ytr, agop.conv_ntk(tr, va).T / scale, Yva, ridge_grid)
+        alpha = agop.kernel_ridge(K / scale, Ytr, lam)
+        pred = agop.conv_ntk(tr, te).T / scale @ alpha
+        accuracies.append(float((pred.argmax(1) == Yte.argmax(1)).double().mean()))
+        if t == iterations - 1:
+            break
+        raw = P_tr[:agop_samples].clone().requires_grad_(True)
+        f = (agop.conv_ntk(tr, raw @ root).T / scale) @ alpha
+        g = torch.stack([torch.autograd.grad(f[:, c].sum(), raw, retain_graph=True)[0] for c in range(f.shape[1])])
+        g = g.reshape(-1, g.shape[-1])
+        G = (g.T @ g / agop_samples).numpy()
+        agops.append(G)
+        root_np = agop.psd_sqrt(G)
+        root = torch.as_tensor(root_np / np.linalg.norm(root_np))
+    return accuracies, agops
+
+
+@pytest.mark.parametrize("val_is_train", [False, True])
+def test_conv_rfm_equals_the_plain_loop(val_is_train):
+    """conv_rfm (fast kernel, symmetric train kernel, chunked patches, val = train reused) = the plain loop."""
+    X, y = data.star_images(30, seed=5)
+    X = torch.as_tensor(X[:, :, :16, :16], dtype=torch.float64)
+    Y = torch.nn.functional.one_hot(torch.as_tensor(y), 2).double()
+    train, test = (X[:24], Y[:24]), (X[24:40], Y[24:40])
+    val = train if val_is_train else (X[40:], Y[40:])
+    kwargs = dict(patch_size=5, padding=1, iterations=3, ridge_grid=[1e-3, 1e-1], agop_samples=8)
+    fast = agop.conv_rfm(train, val, test, **kwargs)
+    accuracies, agops = _conv_rfm_reference(train, val, test, **kwargs)
+    assert fast.test_accuracy == accuracies
+    for G, G_ref in zip(fast.agops, agops):
+        assert np.allclose(G, G_ref, rtol=0, atol=1e-10 * np.abs(G_ref).max())
+
+
+def test_conv_rfm_equals_the_plain_loop_on_digits_with_zero_and_identical_patches():
+    """Digits in [0, 1] with zero padding: all-zero patches (a zero-norm b in the AGOP's gradient) and the AGOP
+    images are training images (identical patches: cos θ clamped). The written-out gradient keeps autograd's
+    conventions there."""
+    digits = data.digits("unit")
+    X = torch.as_tensor(digits.inputs[:60, None], dtype=torch.float64)
+    Y = torch.as_tensor(digits.targets[:60], dtype=torch.float64)
+    train, val, test = (X[:30], Y[:30]), (X[30:45], Y[30:45]), (X[45:], Y[45:])
+    kwargs = dict(patch_size=3, padding=1, iterations=3, ridge_grid=[1e-4, 1e-2], agop_samples=30)
+    assert (agop.extract_patches(X[:30], 3, 1).norm(dim=-1) == 0).any()
+    fast = agop.conv_rfm(train, val, test, **kwargs)
+    accuracies, agops = _conv_rfm_reference(train, val, test, **kwargs)
+    assert fast.test_accuracy == accuracies
+    for G, G_ref in zip(fast.agops, agops):
+        assert np.allclose(G, G_ref, rtol=0, atol=1e-10 * np.abs(G_ref).max())

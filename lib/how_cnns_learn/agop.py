@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
@@ -63,6 +64,7 @@ __all__ = [
     "sequential_patch_agop",
     "spatial_dc_energy",
     "train_cnfa_cnns",
+    "train_linear_gd",
 ]
 
 #: The Prewitt kernel for horizontal edges (rows −1, 0, +1); its transpose detects vertical edges.
@@ -291,6 +293,87 @@ def conv_ntk(x_patches: torch.Tensor, z_patches: torch.Tensor, chunk: int = 2_00
     return torch.cat(blocks, dim=1)
 
 
+def _ntk_matrix(x_patches: torch.Tensor, z_patches: torch.Tensor, *, symmetric: bool = False,
+                chunk: int = 8_000_000, block: int = 65_536) -> torch.Tensor:
+    """:func:`conv_ntk` without autograd, faster: ``(n, m)``, equal to it up to float rounding (tested to 1e-12).
+
+    The dot products of every position come from one batched matrix product per chunk of ``z`` in (position,
+    x, z) layout; the entrywise formula then runs on blocks of about ``block`` entries (they stay in cache) with
+    ``sin θ = √(1 − cos²θ)`` and in-place operations, and the positions are summed block by block.
+    ``symmetric=True`` (``z_patches`` is ``x_patches``): only the blocks on and above the diagonal are computed
+    and the rest is mirrored.
+    """
+    n, P, _ = x_patches.shape
+    m = z_patches.shape[0]
+    if symmetric and m != n:
+        raise ValueError(f"symmetric=True needs z_patches = x_patches, got {n} and {m} items")
+    nx = x_patches.norm(dim=-1).T.contiguous()  # (P, n)
+    nz = z_patches.norm(dim=-1).T.contiguous()  # (P, m)
+    xt = x_patches.transpose(0, 1)  # (P, n, d)
+    out = torch.empty(n, m, dtype=x_patches.dtype, device=x_patches.device)
+    step = max(1, chunk // max(1, n * P))
+    for j in range(0, m, step):
+        zb = z_patches[j : j + step].permute(1, 2, 0)  # (P, d, mb)
+        mb = zb.shape[-1]
+        r = min(n, j + mb) if symmetric else n  # rows on and above the diagonal
+        dots = torch.bmm(xt[:, :r], zb)  # (P, r, mb)
+        acc = torch.zeros(r, mb, dtype=out.dtype, device=out.device)
+        pb = max(1, block // (r * mb))
+        for p in range(0, P, pb):
+            ab = dots[p : p + pb]
+            prod = nx[p : p + pb, :r, None] * nz[p : p + pb, None, j : j + mb]
+            prod.clamp_min_(1e-300)
+            cos = torch.div(ab, prod).clamp_(-1 + 1e-6, 1 - 1e-6)
+            theta = torch.arccos(cos)
+            theta.sub_(math.pi).mul_(ab).mul_(-2.0)  # 2(π − θ)·a·b
+            cos.mul_(cos).neg_().add_(1.0).sqrt_().mul_(prod)  # ‖a‖‖b‖ sin θ
+            acc += theta.add_(cos).sum(0)
+        out[:r, j : j + mb] = acc
+    out /= math.pi * P
+    if symmetric:
+        upper = torch.triu_indices(n, n, 1, device=out.device)
+        out[upper[1], upper[0]] = out[upper[0], upper[1]]
+    return out
+
+
+def _ntk_predictor_agop(tr: torch.Tensor, raw: torch.Tensor, root: torch.Tensor, alpha: torch.Tensor,
+                        scale: torch.Tensor) -> torch.Tensor:
+    """Patch-AGOP ``(d, d)`` of the kernel predictor ``f_c(z) = Σ_i α_ic K(x_i, z)/scale`` (:func:`conv_ntk`) with
+    respect to the raw patches ``raw`` ``(S, P, d)`` of ``S`` images, the kernel seeing ``z_(p) = raw_(p) @ root``
+    and the (transformed) training patches ``tr`` ``(n, P, d)``; ``alpha`` ``(n, c)``.
+
+    The gradient of ``Θ(a, b) = (‖a‖‖b‖ sin θ + 2(π − θ) a·b)/π`` in ``b`` is written out,
+    ``∂Θ/∂b = [(2(π − θ) + a·b/(‖a‖‖b‖ sin θ)) a + (‖a‖ sin θ/‖b‖ − (a·b)²/(‖a‖‖b‖³ sin θ)) b]/π``, with autograd's
+    conventions where :func:`conv_ntk` is not differentiable: where ``cos θ`` is clamped (nearly parallel patches)
+    ``θ`` is a constant (the terms with ``1/sin θ`` drop), and a zero patch contributes no ``b`` term. All classes
+    and positions at once, instead of one backward pass per class through the kernel; equal to autograd through
+    :func:`conv_ntk` up to float rounding (tested).
+    """
+    n, P, _ = tr.shape
+    S = raw.shape[0]
+    z = raw @ root  # (S, P, d)
+    xt, zt = tr.transpose(0, 1), z.transpose(0, 1)  # (P, n, d), (P, S, d)
+    na, nb = tr.norm(dim=-1).T[:, :, None], z.norm(dim=-1).T[:, None, :]  # (P, n, 1), (P, 1, S)
+    dots = torch.bmm(xt, zt.transpose(1, 2))  # (P, n, S)
+    prod = (na * nb).clamp_min(1e-300)
+    cos = dots / prod
+    inside = ((cos >= -1 + 1e-6) & (cos <= 1 - 1e-6)).to(dots.dtype)
+    cos = cos.clamp(-1 + 1e-6, 1 - 1e-6)
+    theta = torch.arccos(cos)
+    sin = torch.sqrt(1 - cos * cos)
+    angular = inside * dots / (prod * sin)  # a·b/(‖a‖‖b‖ sin θ) where θ varies, else 0
+    coef_a = (2 * (math.pi - theta) + angular) / math.pi  # multiplies a = x_i(p)
+    nb_safe = nb.clamp_min(1e-300)
+    coef_b = torch.where(nb > 0, (na * sin - angular * dots / nb_safe) / nb_safe, 0.0) / math.pi  # multiplies b
+    beta = torch.matmul(alpha.T, coef_b)  # (P, c, S): Σ_i α_ic coef_b
+    G = torch.zeros(root.shape, dtype=tr.dtype, device=tr.device)
+    for c in range(alpha.shape[1]):
+        g = torch.bmm((coef_a * alpha[:, c, None]).transpose(1, 2), xt) + beta[:, c, :, None] * zt  # (P, S, d)
+        g = (g.reshape(-1, g.shape[-1]) / (scale * P)) @ root.T
+        G += g.T @ g
+    return G / S
+
+
 def kernel_ridge(K_train: torch.Tensor, targets: torch.Tensor, ridge: float) -> torch.Tensor:
     """Coefficients ``α = (K + λI)⁻¹ Y`` ``(n, c)``; ``K`` is the (already normalised) train kernel ``(n, n)``."""
     if not ridge > 0:
@@ -375,35 +458,38 @@ def conv_rfm(
     dev = check_device(device)
     (Xtr, Ytr), (Xva, Yva), (Xte, Yte) = ((X.to(dev), Y.to(dev)) for X, Y in (train, val, test))
     record_device(Xtr, by="conv_rfm")
-    P_tr, P_va, P_te = (extract_patches(X, patch_size, padding) for X in (Xtr, Xva, Xte))
+    P_tr = extract_patches(Xtr, patch_size, padding)
     d = P_tr.shape[-1]
+    val_is_train = val[0] is train[0] and val[1] is train[1]
+    images_per_chunk = max(1, 16_000_000 // max(1, P_tr.shape[1] * d))  # patches of one chunk: ~128 MB in float64
     root = torch.eye(d, dtype=Xtr.dtype, device=Xtr.device)
     result = ConvRFMResult()
+
+    def kernel_to(tr: torch.Tensor, X: torch.Tensor, t: int) -> torch.Tensor:
+        """conv_ntk(tr, √M_t-transformed patches of X)ᵀ, ``(len(X), n_train)``; patches extracted chunk by chunk."""
+        blocks = []
+        for start in range(0, X.shape[0], images_per_chunk):
+            patches = extract_patches(X[start : start + images_per_chunk], patch_size, padding)
+            blocks.append(_ntk_matrix(tr, patches if t == 0 else patches @ root))
+        return torch.cat(blocks, dim=1).T
+
     for t in progress_bar(range(iterations), desc="ConvRFM", enabled=progress):
         result.sqrt_M.append(root.cpu().numpy().copy())
-        transform = (lambda P: P) if t == 0 else (lambda P: P @ root)  # skip the identity (the costly step)
-        tr = transform(P_tr)
-        K_tr = conv_ntk(tr, tr)
+        tr = P_tr if t == 0 else P_tr @ root  # skip the identity (the costly step)
+        K_tr = _ntk_matrix(tr, tr, symmetric=True)
         scale = K_tr.max()
         K_tr = K_tr / scale
-        K_va = conv_ntk(tr, transform(P_va)).T / scale
+        K_va = K_tr if val_is_train else kernel_to(tr, Xva, t) / scale
         lam, val_acc = select_ridge(K_tr, Ytr, K_va, Yva, ridge_grid)
         alpha = kernel_ridge(K_tr, Ytr, lam)
-        pred = (conv_ntk(tr, transform(P_te)).T / scale) @ alpha
+        pred = (kernel_to(tr, Xte, t) / scale) @ alpha
         result.ridge.append(lam)
         result.val_accuracy.append(val_acc)
         result.test_accuracy.append(_accuracy(pred, Yte))
         result.test_mse.append(float(((pred - Yte) ** 2).sum(1).mean()))
         if t == iterations - 1:
             break
-        raw = P_tr[:agop_samples].clone().requires_grad_(True)
-        f = (conv_ntk(tr.detach(), raw @ root).T / scale) @ alpha  # (S, c)
-        G = torch.zeros(d, d, dtype=Xtr.dtype, device=Xtr.device)
-        for c in range(f.shape[1]):
-            (g,) = torch.autograd.grad(f[:, c].sum(), raw, retain_graph=c < f.shape[1] - 1)
-            g = g.reshape(-1, d)
-            G += g.T @ g
-        G = (G / raw.shape[0]).detach()
+        G = _ntk_predictor_agop(tr, P_tr[:agop_samples], root, alpha, scale)
         result.agops.append(G.cpu().numpy())
         root_np = psd_sqrt(G.cpu().numpy())
         root = torch.as_tensor(root_np / np.linalg.norm(root_np), dtype=Xtr.dtype, device=Xtr.device)
@@ -626,3 +712,153 @@ def _train_cnfa_loop(seeds: list[int], data: TrainingSet, test_data: TrainingSet
         accuracy.append(float(history["test accuracy"].iloc[-1]))
     record_device(trained[0], by="train_cnfa_cnns")
     return CNFARuns(seeds=seeds, trained=trained, initial=initial, test_accuracy=np.array(accuracy), device=str(device))
+
+
+# ----------------------------------------------------------------------------------------------- linear networks
+def train_linear_gd(
+    model: nn.Module,
+    data: TrainingSet,
+    *,
+    steps: int,
+    lr: float,
+    device: str | torch.device = "cpu",
+) -> pd.DataFrame:
+    """Full-batch gradient descent ``θ ← θ − lr·∇L`` on the mean squared loss ``L = (1/N) Σ_μ ½‖f(x^μ) − y^μ‖²`` of a
+    model that is **linear in its input** (no bias), computed from the data's second moments.
+
+    For ``f(x) = A(θ) x`` (``A``: ``(c, d)``, ``d = n²``) the gradient is ``∇_θ L = (∂A/∂θ)ᵀ(A Σ_xx − Σ_yx)`` with
+    ``Σ_xx = XᵀX/N`` ``(d, d)`` and ``Σ_yx = YᵀX/N`` ``(c, d)``, so each step evaluates the network on the ``d``
+    basis images (``A = model(E)ᵀ``) instead of the ``N`` data images and backpropagates ``AΣ_xx − Σ_yx``. For
+    :class:`~how_cnns_learn.models.LinearCNN` and :class:`LinearConvChain` (odd circular kernels, no biases) ``A``
+    and its gradient are written out by hand (a few small tensor products per step, no autograd; ``A`` checked
+    against ``model(E)ᵀ`` at the start). This is
+    the step of :func:`~how_cnns_learn.training.train_classifier` with ``batch_size=None, loss="mse",
+    optimizer="sgd"`` (equal up to float rounding: the sums run in another order; tested to 1e-10 in float64).
+
+    ``model`` maps images ``(N, 1, n, n)`` to ``(N, c)``; ``data`` holds ``inputs (N, n, n)`` and ``targets (N, c)``.
+    The model is moved to ``device`` (validated, reported to :func:`~how_cnns_learn.repro.record_device`); its
+    dtype is used throughout. Raises ``ValueError`` if the model is not linear in its input (checked on the data to
+    1e-9 relative). Returns a table with ``step`` and ``train loss`` (on the data) at step 0 and at the end;
+    ``attrs["device"]`` is where it ran.
+    """
+    if steps < 1 or not lr > 0:
+        raise ValueError(f"need steps >= 1 and lr > 0, got steps={steps}, lr={lr}")
+    if not isinstance(data, TrainingSet):
+        raise TypeError("data must be a how_cnns_learn.data.TrainingSet")
+    dev = check_device(device)
+    model.to(dev)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters")
+    dtype = params[0].dtype
+    ran_on = record_device(model, by="train_linear_gd")
+    n = data.inputs.shape[-1]
+    X = torch.as_tensor(data.inputs, dtype=dtype, device=dev).reshape(len(data.inputs), -1)  # (N, d)
+    Y = torch.as_tensor(data.targets, dtype=dtype, device=dev)  # (N, c)
+    N, d = X.shape
+    basis = torch.eye(d, dtype=dtype, device=dev).reshape(d, 1, n, n)
+    Sxx, Syx = X.T @ X / N, Y.T @ X / N
+    try:
+        structured: _ConvChainGD | None = _ConvChainGD(model, n)
+    except TypeError:
+        structured = None
+
+    def end_to_end() -> torch.Tensor:
+        return structured.matrix() if structured is not None else model(basis).T
+
+    def loss_on_data(A: torch.Tensor) -> float:
+        return float(0.5 * ((X @ A.T - Y) ** 2).sum(1).mean())
+
+    with torch.no_grad():
+        A = model(basis).T
+        direct = model(X.reshape(N, 1, n, n))
+        if direct.shape != (N, Y.shape[1]):
+            raise ValueError(f"model must map (N, 1, {n}, {n}) images to (N, {Y.shape[1]}) outputs, got {tuple(direct.shape)}")
+        if float((direct - X @ A.T).abs().max()) > 1e-9 * max(1e-300, float(direct.abs().max())):
+            raise ValueError("model is not linear in its input (f(x) != A x with A from the basis images; a bias?)")
+        if float((end_to_end() - A).abs().max()) > 1e-12 * max(1e-300, float(A.abs().max())):
+            raise AssertionError("internal: the structured end-to-end matrix differs from the network's")  # pragma: no cover
+    rows = [{"step": 0, "train loss": loss_on_data(A)}]
+    for _ in range(steps):
+        if structured is not None:
+            structured.step(Sxx, Syx, lr)
+            continue
+        A = model(basis).T  # (c, d)
+        grads = torch.autograd.grad(A, params, grad_outputs=A.detach() @ Sxx - Syx)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p.sub_(lr * g)
+    with torch.no_grad():
+        rows.append({"step": steps, "train loss": loss_on_data(end_to_end())})
+    table = pd.DataFrame(rows)
+    table.attrs["device"] = str(ran_on)
+    return table
+
+
+
+class _ConvChainGD:
+    """Hand-written end-to-end matrix and gradient of a :class:`~how_cnns_learn.models.LinearCNN` or
+    :class:`LinearConvChain` (odd circular kernel, no biases): a few small tensor products per step, no autograd.
+
+    Weights: filters ``w`` ``(C, k²)``, channel mixers ``M_1 … M_m`` (the ``1×1`` convs, ``(C, C)``), read-out
+    ``U`` ``(c, C, n²)``. With ``B = U·M_m⋯M_1`` ``(c, C, n²)`` (mixing over channels) and ``T[o, j, p] = Σ_c w[c, j]
+    B[o, c, p]``, the circular 'same' cross-correlation gives ``A[o, q] = Σ_j T[o, j, q − δ_j mod n]`` (``δ_j`` the
+    offset of kernel entry ``j`` from the centre). :meth:`step` applies ``θ ← θ − lr·(∂A/∂θ)ᵀ G`` for ``G = ∂L/∂A``.
+    """
+
+    def __init__(self, model: nn.Module, n: int) -> None:
+        from .models import LinearCNN
+
+        if isinstance(model, LinearCNN):
+            conv, mixers, dense = model.conv, [], model.dense
+        elif isinstance(model, LinearConvChain):
+            layers = list(model)
+            conv, mixers, dense = layers[0], [m for m in layers[1:] if isinstance(m, nn.Conv2d)], layers[-1]
+        else:
+            raise TypeError("not a LinearCNN or LinearConvChain")
+        k, C = conv.kernel_size[0], conv.out_channels
+        if (k % 2 == 0 or conv.padding_mode != "circular" or conv.bias is not None or conv.in_channels != 1
+                or dense.bias is not None or dense.in_features != C * n * n or any(m.bias is not None for m in mixers)):
+            raise TypeError("unsupported layer configuration")
+        self.conv, self.mixers, self.dense, self.k, self.C, self.n = conv, mixers, dense, k, C, n
+        r = k // 2
+        rows, cols = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+        src = [((rows - a + r) % n) * n + (cols - b + r) % n for a in range(k) for b in range(k)]  # q ↦ q − δ_j
+        dst = [((rows + a - r) % n) * n + (cols + b - r) % n for a in range(k) for b in range(k)]  # p ↦ p + δ_j
+        dev = conv.weight.device
+        offset = np.arange(k * k)[:, None] * n * n
+        self.src = torch.as_tensor((offset + np.stack([s.ravel() for s in src])).ravel(), device=dev)
+        self.dst = torch.as_tensor(np.stack([d.ravel() for d in dst]).ravel(), device=dev)
+
+    def _forward(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """``[B_m = U, …, B_0]`` (``B_{l−1} = M_lᵀ-mixed B_l``, each ``(c, C, n²)``) and ``A`` ``(c, n²)``."""
+        Bs = [self.dense.weight.reshape(-1, self.C, self.n * self.n)]
+        for mixer in reversed(self.mixers):
+            Bs.append(torch.matmul(mixer.weight[:, :, 0, 0].T, Bs[-1]))    # B_{l−1}[o, i, p] = Σ_j M_l[j, i] B_l[o, j, p]
+        T = torch.matmul(self.conv.weight.reshape(self.C, -1).T, Bs[-1])  # T[o, j, p] = Σ_c w[c, j] B_0[o, c, p]
+        A = T.reshape(T.shape[0], -1)[:, self.src].reshape(T.shape[0], self.k * self.k, -1).sum(1)
+        return Bs, A
+
+    def matrix(self) -> torch.Tensor:
+        """The end-to-end matrix ``A`` ``(c, n²)``."""
+        with torch.no_grad():
+            return self._forward()[1]
+
+    def step(self, Sxx: torch.Tensor, Syx: torch.Tensor, lr: float) -> None:
+        """One gradient step of ``L = ½tr(AΣ_xxAᵀ) − tr(Σ_yxAᵀ) + const`` (``∂L/∂A = AΣ_xx − Σ_yx``); all gradients
+        from the weights before the step."""
+        with torch.no_grad():
+            Bs, A = self._forward()
+            G = A @ Sxx - Syx
+            o, kk = G.shape[0], self.k * self.k
+            w = self.conv.weight.reshape(self.C, kk)
+            dT = G[:, self.dst].reshape(o, kk, -1)                       # dT[o, j, p] = G[o, p + δ_j]
+            grads = [torch.matmul(Bs[-1], dT.transpose(1, 2)).sum(0)]    # ∂L/∂w[c, j] = Σ_{o,p} B_0[o,c,p] dT[o,j,p]
+            dB = torch.matmul(w, dT)                                     # ∂L/∂B_0
+            for level, mixer in enumerate(self.mixers):                  # M_1 … M_m
+                grads.append(torch.matmul(Bs[-2 - level], dB.transpose(1, 2)).sum(0))  # Σ_{o,p} B_l[o,j,p] dB[o,i,p]
+                dB = torch.matmul(mixer.weight[:, :, 0, 0], dB)          # ∂L/∂B_l
+            self.conv.weight.sub_(lr * grads[0].reshape(self.conv.weight.shape))
+            for mixer, g in zip(self.mixers, grads[1:]):
+                mixer.weight.sub_(lr * g.reshape(mixer.weight.shape))
+            self.dense.weight.sub_(lr * dB.reshape(self.dense.weight.shape))
