@@ -592,7 +592,7 @@ def train_linear_cnns(
             "lam": torch.tensor([decays[i] / 2 for i in members], dtype=dtype, device=dev),   # (λ/2)‖θ‖²
             "E": _dft_matrix(spatial, cdtype, dev), "norm": cl * F})
     params = [p for st in stacks for p in st["params"]]
-    opt = torch.optim.Adam(params, lr=lr, foreach=True) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
+    opt = torch.optim.Adam(params, lr=lr, fused=True) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
     gamma = (lr_final / lr) ** (1.0 / steps) if lr_final is not None else 1.0
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
 
@@ -607,8 +607,8 @@ def train_linear_cnns(
             H = (first.to(E.dtype) @ E).permute(0, 3, 1, 2)                         # (G, F, w, C_0)
             if middle.shape[1]:
                 Mh = torch.where(st["live"], middle.to(E.dtype) @ E, st["eye"][..., None])    # (G, slots, w, w, F)
-                for ell in range(middle.shape[1]):
-                    H = Mh[:, ell].permute(0, 3, 1, 2) @ H
+                for M in Mh.unbind(1):                                              # one backward node, not S
+                    H = M.permute(0, 3, 1, 2) @ H
             H = (last.to(E.dtype) @ E).permute(0, 3, 1, 2) @ H                      # (G, F, C_L, C_0)
             loss = torch.view_as_real(H - st["targets"]).square().sum((1, 2, 3, 4)) / st["norm"]   # (G,)
             sq = first.square().sum((1, 2, 3)) + last.square().sum((1, 2, 3)) \
