@@ -5,6 +5,8 @@ at once; everything that trains an ordinary ``torch.nn.Module`` by autograd live
 
 * :func:`train_classifier` — minibatch SGD or Adam on images ``(N, 1, n, n)`` → outputs ``(N, p)``, cross-entropy or
   the mean squared loss of the linear theory;
+* :func:`train_classifiers` — the same for S networks of one architecture at once (batched seeds: one model, one
+  optimiser step for all, each network equal to its one-seed run up to float rounding);
 * :func:`train_weight_decay` — full-batch training of ``loss_fn(model) + (λ/2)‖θ‖²`` (the convolution bottleneck);
 * :func:`evaluate_cue_conflict` and :func:`model_outputs` — evaluation of a trained classifier.
 
@@ -461,6 +463,8 @@ def evaluate_cue_conflict(model: torch.nn.Module, cue: CueConflictData) -> pd.Da
     Returns a tidy table with one row per measure (column ``measure``, value in ``value``): the accuracy on
     ``"both cues"``, ``"shape only"``, ``"texture only"``, and, for the conflict images, the fractions classified by
     their shape (``"follows shape"``) and by their texture (``"follows texture"``); the two need not add up to 1.
+    The outputs come from the batched forward of :func:`train_classifiers` where the model allows it (Fourier-space
+    convolutions for large circular kernels: the same outputs as the model's up to float rounding).
     """
     rows = []
     for name, test in cue.tests.items():
