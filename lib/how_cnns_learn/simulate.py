@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,8 @@ from .fourier import kernel_support
 from .repro import record_device
 
 __all__ = [
+    "DataSupportedModel",
+    "ItemFactoredModel",
     "LinearModel",
     "TrainingRun",
     "aligned_fcnn_init",
@@ -289,29 +291,46 @@ class LinearModel(Protocol):
     def kernel_power(self) -> torch.Tensor | None:
         """A spectrum to record at recorded steps on request (``(B, ...)``), or ``None`` if the model has none."""
 
-    # Optional (both or neither): the item-factored step, used when the training set has fewer items than pixels.
-    # Then c(R) = E c(X) with the weighted errors E = w(Yᵀ − MXᵀ) ``(B, p, N)``, and a step needs M only through MXᵀ,
-    # which saves the passes that form M and R at full size.
-    #
-    # def outputs(self, items: torch.Tensor) -> torch.Tensor:
-    #     """``MXᵀ`` ``(B, p, N)`` of the current parameters given ``g ⊙ c(X)`` ``(N, D)`` (the same tensor each call)."""
-    #
-    # def step_factored(self, errors: torch.Tensor, items: torch.Tensor, lr: float, weight_decay: float) -> None:
-    #     """The step of :meth:`step` for ``c(R) = errors @ items``, given ``errors`` ``(B, p, N)`` and ``c(X)``
-    #     ``(N, D)`` (the same tensor each call), at the parameters of the last :meth:`outputs`."""
-    #
-    # Optional (all three, with the item-factored pair): records on a support. A model that steps only the coordinates
-    # where the data live (the linear CNN restricted to the frequencies the items carry) names them; outside them
-    # c(Σ_yx), c(X) and the probes of the mode strengths vanish (up to rounding), so the loop forms the recorded
-    # strengths and loss from c(M) there only, and the invariant's drift from an isometric image of the invariant.
-    #
-    # data_coordinates: torch.Tensor  # (D_s,) the coordinates (indices into D)
-    #
-    # def end_to_end_on_data(self) -> torch.Tensor:
-    #     """``c(M)`` on ``data_coordinates``, ``(B, p, D_s)`` (may be a buffer the next call overwrites)."""
-    #
-    # def drift_invariant(self) -> torch.Tensor:
-    #     """``(B, K')`` whose distance between any two steps equals that of :meth:`invariant` (cheaper to form)."""
+
+@runtime_checkable
+class ItemFactoredModel(LinearModel, Protocol):
+    """A :class:`LinearModel` with the optional item-factored step, used when the training set has fewer items than
+    pixels (``N < n²``).
+
+    Then ``c(R) = E c(X)`` with the weighted errors ``E = w(Yᵀ − MXᵀ)`` ``(B, p, N)``, and a step needs ``M`` only
+    through ``MXᵀ``, which saves the passes that form ``M`` and ``R`` at full size. :func:`simulate_linear_model`
+    uses these members whenever the model has them (``isinstance(model, ItemFactoredModel)``).
+    """
+
+    def outputs(self, items: torch.Tensor) -> torch.Tensor:
+        """``MXᵀ`` ``(B, p, N)`` of the current parameters given ``g ⊙ c(X)`` ``(N, D)`` (the same tensor each call)."""
+
+    def step_factored(self, errors: torch.Tensor, items: torch.Tensor, lr: float, weight_decay: float) -> None:
+        """The step of :meth:`LinearModel.step` for ``c(R) = errors @ items``, given ``errors`` ``(B, p, N)`` and
+        ``c(X)`` ``(N, D)`` (the same tensor each call), at the parameters of the last :meth:`outputs`."""
+
+
+@runtime_checkable
+class DataSupportedModel(ItemFactoredModel, Protocol):
+    """An :class:`ItemFactoredModel` that steps only the coordinates where the data live, and names them.
+
+    Outside ``data_coordinates``, ``c(Σ_yx)``, ``c(X)`` and the probes of the mode strengths vanish (up to rounding),
+    so :func:`simulate_linear_model` forms the recorded strengths and loss from ``c(M)`` there only, and the
+    invariant's drift from an isometric image of the invariant. Example: the linear CNN with a full-size kernel
+    restricted to the frequencies its training items carry.
+
+    Attributes:
+        data_coordinates: ``(D_s,)`` the coordinates (indices into ``D``) where the data live.
+    """
+
+    data_coordinates: torch.Tensor
+
+    def end_to_end_on_data(self) -> torch.Tensor:
+        """``c(M)`` on ``data_coordinates``, ``(B, p, D_s)`` (may be a buffer the next call overwrites)."""
+
+    def drift_invariant(self) -> torch.Tensor:
+        """``(B, K')`` whose distance between any two steps equals that of :meth:`LinearModel.invariant` (cheaper
+        to form)."""
 
 
 class _FCNN:
@@ -638,9 +657,9 @@ def simulate_linear_model(
     it to :meth:`LinearModel.step`. ``K`` is ``Σ_xx`` in the model's coordinates ``(D, D)``, or, when the training
     set has fewer items than pixels (``N < n²``), the product of two ``(D, N)``, ``(N, D)`` factors
     (``MΣ_xx = w (MXᵀ) X``): ``O(B·p·D·min(N, D))`` per step besides the model's own step; no allocation. A model
-    with the optional item-factored members (``outputs``, ``step_factored``) is stepped without ``M`` or ``R`` when
+    with the optional item-factored members (:class:`ItemFactoredModel`) is stepped without ``M`` or ``R`` when
     ``N < n²``: only the errors ``E = w(Yᵀ − MXᵀ)`` ``(B, p, N)`` pass between the loop and the model (and a model
-    that names its ``data_coordinates`` is recorded on those only, see :class:`LinearModel`). The mode
+    that names its ``data_coordinates`` is recorded on those only, see :class:`DataSupportedModel`). The mode
     strengths, the loss, the invariant and the kernel power are computed at the recorded steps only; on CUDA the
     steps between two records replay one captured CUDA graph (the same kernels, so the same numbers).
 
@@ -676,7 +695,7 @@ def simulate_linear_model(
     U = torch.as_tensor(structure.U, dtype=dtype, device=dev)
     H = (U.T[:, :, None] * g_probe[:, None, :]).reshape(p, p * D)  # used transposed: faster than (p·D, p) in BLAS
     low_rank = data.flat_inputs.shape[0] < d
-    factored = low_rank and hasattr(model, "outputs") and hasattr(model, "step_factored")
+    factored = low_rank and isinstance(model, ItemFactoredModel)
     if low_rank:  # MΣ_xx = w (M Xᵀ) X: cheaper than a (D, D) product when N < n²
         X = coords(data.flat_inputs)  # (N, D)
         left, right = g * X, w * X  # (N, D) each; left is used transposed (faster in BLAS for small N)
@@ -687,7 +706,7 @@ def simulate_linear_model(
         basis = model.pixels(torch.eye(D, dtype=dtype, device=dev))  # (D, n²): the image of each coordinate
         K = model.coordinates(basis @ torch.as_tensor(sigma_xx, dtype=dtype, device=dev))  # (D, D)
     y_energy = 0.5 * w * float((data.targets**2).sum())
-    on_data = getattr(model, "data_coordinates", None) if factored else None
+    on_data = model.data_coordinates if factored and isinstance(model, DataSupportedModel) else None
     if on_data is not None:  # records on the model's data coordinates (LinearModel): the same formulas on D_s of them
         g_r, X_r, S_r = g[on_data], X[:, on_data], S_rows[:, on_data]
         gS_r, H_r = g_S[:, on_data], H.view(p, p, D)[..., on_data].reshape(p, -1)
