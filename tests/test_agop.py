@@ -381,3 +381,25 @@ def test_conv_rfm_equals_the_plain_loop_on_digits_with_zero_and_identical_patche
     assert fast.test_accuracy == accuracies
     for G, G_ref in zip(fast.agops, agops):
         assert np.allclose(G, G_ref, rtol=0, atol=1e-10 * np.abs(G_ref).max())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the fast ConvRFM and linear-GD paths on the GPU")
+def test_conv_rfm_and_linear_gd_on_cuda_match_the_cpu():
+    X, y = data.star_images(20, seed=5)
+    X = torch.as_tensor(X[:, :, :16, :16], dtype=torch.float64)
+    Y = torch.nn.functional.one_hot(torch.as_tensor(y), 2).double()
+    args = ((X[:20], Y[:20]), (X[20:30], Y[20:30]), (X[30:], Y[30:]))
+    kwargs = dict(patch_size=5, iterations=2, agop_samples=8)
+    gpu, cpu = agop.conv_rfm(*args, device="cuda", **kwargs), agop.conv_rfm(*args, device="cpu", **kwargs)
+    assert gpu.test_accuracy == cpu.test_accuracy
+    assert np.allclose(gpu.agops[0], cpu.agops[0], rtol=0, atol=1e-9 * np.abs(cpu.agops[0]).max())
+    digits = data.digits()
+    train = data.TrainingSet(digits.inputs[:50], digits.targets[:50], "mean")
+    nets = []
+    for device in ("cuda", "cpu"):
+        torch.manual_seed(1)
+        net = agop.LinearConvChain(8, 3, 10, channels=3, depth=3, init_std=0.3)
+        agop.train_linear_gd(net, train, steps=20, lr=0.05, device=device)
+        nets.append(net.cpu())
+    for a, b in zip(*(net.parameters() for net in nets)):
+        assert torch.allclose(a, b, rtol=0, atol=1e-10 * float(b.detach().abs().max()))

@@ -14,6 +14,8 @@ Central objects (notation of the research notes §3.2):
 * The **CNFA** is ``WᵀW ∝ G`` (or ``∝ G^{1/2}``), measured by the Pearson correlation :func:`pearson`.
 * **ConvRFM** (:func:`conv_rfm`) alternates kernel ridge regression with the depth-1 convolutional NTK
   :func:`conv_ntk` on transformed patches ``√M x_(p)`` and the update ``√M ← G^{1/2}/‖G^{1/2}‖_F``.
+* **Deep linear CNNs** (:class:`LinearConvChain`, :class:`~how_cnns_learn.models.LinearCNN`) train by full-batch
+  gradient descent on the squared loss from the data's second moments (:func:`train_linear_gd`).
 * **Trained networks.** :func:`train_cnfa_cnns` trains the CNFA network (:class:`CNFACNN`) for many seeds at once:
   one batched model (``torch.func.stack_module_state`` + ``vmap``), each seed with its own initialisation and
   minibatch order, as :func:`~how_cnns_learn.training.train_classifier` would train it alone.
@@ -448,6 +450,11 @@ def conv_rfm(
     Each split is ``(images (n, C, H, W), one-hot targets (n, c))``, float64 recommended; the splits are moved to
     ``device`` (validated; reported to :func:`~how_cnns_learn.repro.record_device`), where the kernels, the ridge
     solves and the AGOP are computed (the ``d×d`` square root ``G^{1/2}`` is taken on the CPU in float64).
+
+    Computation (equal to the plain loop with :func:`conv_ntk` and autograd up to float rounding; tested): kernels by
+    :func:`_ntk_matrix` (the train kernel symmetric, half computed; the validation kernel reused when ``val`` is
+    ``train``; validation and test patches extracted and transformed in chunks of images), the AGOP by
+    :func:`_ntk_predictor_agop` (the kernel's gradient written out, all classes at once).
     """
     for name, (X, Y) in (("train", train), ("val", val), ("test", test)):
         _check_images(X, f"{name} images")
