@@ -36,7 +36,8 @@ records are byte-identical either way (tests/test_distributed.py).
 
 **Threads.** Each worker runs one chapter with one torch/OpenMP thread (``OMP_NUM_THREADS=1``, passed to the
 kernel by the driver): the book's problems are small, and two chapters on two single-threaded workers finish
-sooner than one chapter at a time with two threads (``bench/threads.py``; README, *Running locally*).
+sooner than one chapter at a time with two threads (``bench/threads.py``; README, *Running locally*). The kernel
+does not inherit the allocator setting a Dask nanny gives its worker (``KERNEL_UNSET``): it runs as in a serial run.
 
 The cache key is the SHA-256 of the chapter source, every file of ``lib/``, the parameters and the
 dependency spec ``environment.yml``: editing the library re-executes every chapter; editing nothing
@@ -310,13 +311,20 @@ def _worker_name() -> str:
     return "main"
 
 
+# Variables a Dask nanny sets for its worker process (``distributed.nanny.pre-spawn-environ``) that must not reach the
+# chapter's kernel: with ``MALLOC_TRIM_THRESHOLD_=65536`` glibc hands freed memory back to the system at once, and
+# torch's many short-lived tensors then cost a page fault per reuse (measured: the cue-conflict chapter took 152 s
+# instead of 46 s alone, 95 s of it in the kernel's system time).
+KERNEL_UNSET = ("MALLOC_TRIM_THRESHOLD_",)
+
+
 def run_chapter(task: ChapterTask) -> ChapterResult:
     """Execute one task in a private temporary folder; returns the result, a failure included (never raises for a
     chapter's own failure). Touches no build folder: what comes back is written by the driver (:func:`commit`)."""
     import papermill
 
     start = time.perf_counter()
-    names = {CLAIMS_ENV, "MPLBACKEND", *(name for name, _ in task.env)}
+    names = {CLAIMS_ENV, "MPLBACKEND", *KERNEL_UNSET, *(name for name, _ in task.env)}
     saved = {name: os.environ.get(name) for name in names}
     with tempfile.TemporaryDirectory(prefix=f"{task.stem}-") as tmp_name:
         tmp = Path(tmp_name)
@@ -333,6 +341,8 @@ def run_chapter(task: ChapterTask) -> ChapterResult:
             if error:
                 raise ChapterFailed(error)
             os.environ.pop("MPLBACKEND", None)  # with Agg exported, kernels produce no figure output
+            for name in KERNEL_UNSET:  # the kernel gets the machine's default allocator, as in a serial run
+                os.environ.pop(name, None)
             os.environ.update({CLAIMS_ENV: str(record.parent), **dict(task.env)})
             os.environ.setdefault("OMP_NUM_THREADS", "1")
             if task.parameters is not None:

@@ -50,6 +50,17 @@ def test_a_passing_chapter_runs_once_then_is_cached(toy_chapter, toy_claims, tmp
     assert ex.execute_chapter(chapter, {**PARAMS, "seed": 1}, paths) is True  # new parameters: re-run
 
 
+def test_the_kernel_does_not_inherit_a_dask_workers_allocator_settings(toy_chapter, toy_claims, tmp_path, monkeypatch):
+    """A Dask nanny exports MALLOC_TRIM_THRESHOLD_=65536 to its worker; a chapter kernel started there must not keep
+    it (it made torch-heavy chapters 3x slower), and the worker's own environment is restored afterwards."""
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    seen = ('import os\nclaims_seen = os.environ.get("MALLOC_TRIM_THRESHOLD_")\n'
+            'assert claims_seen is None, f"kernel inherited MALLOC_TRIM_THRESHOLD_={claims_seen}"\n')
+    chapter = toy_chapter("toy_env", seen + toy_claims("toy_env", 72.0))
+    assert ex.execute_chapter(chapter, PARAMS, ex.BuildPaths(tmp_path / "build")) is True
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"
+
+
 def test_a_wrong_claim_fails_the_chapter_with_a_readable_message_and_leaves_nothing(toy_chapter, toy_claims, tmp_path):
     paths = ex.BuildPaths(tmp_path / "build")
     chapter = toy_chapter("toy_bad", toy_claims("toy_bad", 90.0))
