@@ -123,8 +123,8 @@ FAULTS: tuple[Fault, ...] = (
           "data.py", "ex[:2, row + q, cols.start + r : cols.stop + r] = 1.0",
           "ex[:3, row + q, cols.start + r : cols.stop + r] = 1.0", ("convrfm_kernel_feature_learning",)),
     Fault("mse-averaged-over-outputs", "classifier MSE averaged over the outputs too (divided by p): every stage runs "
-          "p times slower", "training.py", "return 0.5 * ((out - Y[batch]) ** 2).sum(1).mean()",
-          "return 0.5 * ((out - Y[batch]) ** 2).mean()", ("mode_stages_relu_cnns",)),
+          "p times slower", "training.py", "return 0.5 * ((out - target) ** 2).sum(-1)",
+          "return 0.5 * ((out - target) ** 2).mean(-1)", ("mode_stages_relu_cnns",)),
     Fault("conflict-scored-by-shape", "cue-conflict images scored against their shape label instead of their texture",
           "training.py",
           'rows.append({"measure": "follows texture", "value": float(np.mean(predicted == cue.conflict_texture))})',

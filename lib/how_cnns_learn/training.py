@@ -73,6 +73,12 @@ def model_outputs(model: torch.nn.Module, inputs: TrainingSet | NDArray[np.float
     return out.cpu().double().numpy()
 
 
+def _squared_error(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``½‖ŷ^μ − y^μ‖²`` per item: outputs and targets ``(..., p)`` → ``(...)``, summed over the ``p`` outputs (the loss
+    of the linear theory; both classifier trainers average it over the items)."""
+    return 0.5 * ((out - target) ** 2).sum(-1)
+
+
 def train_classifier(
     model: torch.nn.Module,
     data: TrainingSet,
@@ -143,7 +149,7 @@ def train_classifier(
 
     def objective(out: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         if loss == "mse":
-            return 0.5 * ((out - Y[batch]) ** 2).sum(1).mean()
+            return _squared_error(out, Y[batch]).mean()
         return torch.nn.functional.cross_entropy(out, y[batch])
 
     rows = []
@@ -397,7 +403,7 @@ def train_classifiers(
         """Per-network losses ``(S,)`` of outputs ``(S, B, p)`` on items ``batch`` ``(S, B)`` (None: all, in order)."""
         if loss == "mse":
             target = Y[: out.shape[1]].expand(S, -1, -1) if batch is None else Y[batch]
-            return 0.5 * ((out - target) ** 2).sum(2).mean(1)
+            return _squared_error(out, target).mean(1)
         labels = y[: out.shape[1]].expand(S, -1) if batch is None else y[batch]
         return F.cross_entropy(out.flatten(0, 1), labels.flatten(), reduction="none").view(S, -1).mean(1)
 
