@@ -73,6 +73,15 @@ def model_outputs(model: torch.nn.Module, inputs: TrainingSet | NDArray[np.float
     return out.cpu().double().numpy()
 
 
+def _as_tensors(
+    d: TrainingSet, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images ``(N, 1, n, n)``, targets ``(N, p)`` and labels ``(N,)`` of ``d`` on ``device`` (the trainers' inputs)."""
+    X = torch.as_tensor(d.inputs, dtype=dtype, device=device).unsqueeze(1)
+    Y = torch.as_tensor(d.targets, dtype=dtype, device=device)
+    return X, Y, Y.argmax(1)
+
+
 def _squared_error(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``½‖ŷ^μ − y^μ‖²`` per item: outputs and targets ``(..., p)`` → ``(...)``, summed over the ``p`` outputs (the loss
     of the linear theory; both classifier trainers average it over the items)."""
@@ -129,12 +138,7 @@ def train_classifier(
     dtype, _ = _model_dtype_device(model)
     ran_on = record_device(model, by="train_classifier")
 
-    def tensors(d: TrainingSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        X = torch.as_tensor(d.inputs, dtype=dtype, device=dev).unsqueeze(1)
-        Y = torch.as_tensor(d.targets, dtype=dtype, device=dev)
-        return X, Y, Y.argmax(1)
-
-    X, Y, y = tensors(data)
+    X, Y, y = _as_tensors(data, dtype, dev)
     generator = torch.Generator().manual_seed(seed)
     if test_data is None:
         order = torch.randperm(len(y), generator=generator)
@@ -143,7 +147,7 @@ def train_classifier(
         X_test, y_test = X[test.to(dev)], y[test.to(dev)]
     else:
         train = torch.arange(len(y))
-        X_test, _, y_test = tensors(test_data)
+        X_test, _, y_test = _as_tensors(test_data, dtype, dev)
     optimiser = (torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam)(model.parameters(), lr=lr)
     batch_size = len(train) if batch_size is None else batch_size
 
@@ -376,12 +380,7 @@ def train_classifiers(
     dtype, _ = _model_dtype_device(nets[0])
     ran_on = record_device(nets[0], by="train_classifiers")
 
-    def tensors(d: TrainingSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        X = torch.as_tensor(d.inputs, dtype=dtype, device=dev).unsqueeze(1)
-        Y = torch.as_tensor(d.targets, dtype=dtype, device=dev)
-        return X, Y, Y.argmax(1)
-
-    X, Y, y = tensors(data)
+    X, Y, y = _as_tensors(data, dtype, dev)
     generators = [torch.Generator().manual_seed(s) for s in seed_list]
     if test_data is None:
         orders = [torch.randperm(len(y), generator=g) for g in generators]
@@ -391,7 +390,7 @@ def train_classifiers(
         X_test, y_test, shared_test = X[test], y[test], False  # (S, N_test, 1, n, n), (S, N_test)
     else:
         train = torch.arange(len(y)).expand(S, -1)
-        X_test, _, y_test = tensors(test_data)
+        X_test, _, y_test = _as_tensors(test_data, dtype, dev)
         shared_test = True
     shared_train = test_data is not None
     optimiser = (torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam)(stacked.parameters(), lr=lr)
@@ -413,7 +412,7 @@ def train_classifiers(
 
     def snapshot(epoch: int) -> None:
         with torch.no_grad():
-            correct = stacked(X_test, shared=True) if shared_test else stacked(X_test, shared=False)
+            correct = stacked(X_test, shared=shared_test)
             accuracy = (correct.argmax(2) == y_test).to(dtype).mean(1).tolist()
             if shared_train:
                 losses = objective(stacked(X, shared=True), None).tolist()
