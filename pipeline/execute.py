@@ -357,6 +357,10 @@ def run_chapter(task: ChapterTask) -> ChapterResult:
                 progress_bar=False,
                 log_output=False,
                 kernel_manager_class=_kernel_manager_class(tmp),
+                # Every output and the claim record are in by the last cell's reply; a graceful shutdown only
+                # waits about 1 s per chapter for the interpreter to tear torch down (measured: last cell to
+                # papermill's end 1.12 s graceful, 0.12 s immediate).
+                shutdown_kernel="immediate",
             )
         except ChapterFailed as err:
             error = str(err)
