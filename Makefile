@@ -36,7 +36,7 @@ HTML := _build/html
 export OMP_NUM_THREADS ?= 1
 unexport MPLBACKEND
 
-.PHONY: help venv mathjax browser execute chapter stage html book test check-html faults notebooks-branch bench bench-threads pdf lab clean clean-venv
+.PHONY: help venv mathjax browser execute chapter stage html book test check-html faults notebooks-branch bench reference-timings bench-threads pdf lab clean clean-venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -119,13 +119,18 @@ pdf: stage browser ## the whole book as one PDF (_build/book.pdf), printed offli
 bench: $(VENV_STAMP) ## the linear-CNN simulator vs the per-network loop and the strongest batched autograd baseline (DEVICE=cuda on a GPU); table in bench/results/
 	$(PY) bench/simulator.py --device $(DEVICE) --out-dir bench/results
 
+reference-timings: $(VENV_STAMP) ## re-measure pipeline/reference_timings.json (orders a fresh clone's first run): quick + full, forced
+	$(PY) -m pipeline execute --force --build-root $(abspath _build/reference/quick)
+	$(PY) -m pipeline execute --force --mode full --build-root $(abspath _build/reference/full)
+	$(PY) -m pipeline reference-timings _build/reference/quick/timings.json _build/reference/full/timings.json
+
 bench-threads: $(VENV_STAMP) ## measure torch intra-op threads 1 vs 2 on a chapter-sized problem
 	$(PY) bench/threads.py
 
 clean: ## remove build outputs (keeps .venv and the vendored MathJax)
 	rm -rf _build/src _build/jb _build/html _build/claims _build/keys _build/pdf _build/book.pdf _build/screenshots \
 		_build/notebooks-branch _build/failed _build/faults.json _build/seeds _build/clean _build/timings.json \
-		_build/timings.md
+		_build/timings.md _build/reference
 
 clean-venv: ## remove the virtual environment
 	rm -rf $(VENV)

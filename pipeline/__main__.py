@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipeline execute|stage|chapters``."""
+"""Command line: ``python -m pipeline execute|stage|chapters|reference-timings``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .execute import (
     default_scheduler,
     execute_book,
     find_chapter,
+    write_reference_timings,
 )
 from .stage import stage
 
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="worker processes of the local Dask cluster (default: $JOBS, else the number of cores)")
     ex.add_argument("--scheduler", default=None, metavar="ADDRESS",
                     help="a running Dask scheduler, e.g. tcp://host:8786 (default: $SCHEDULER, else a local cluster)")
+    ref = sub.add_parser("reference-timings", help="write the committed timing table that orders a fresh clone's first run")
+    ref.add_argument("tables", nargs="+", type=Path, help="timings.json of whole-book runs (quick and full)")
     sub.add_parser("stage", help="stage executed chapters and the status page into _build/src")
     sub.add_parser("chapters", help="list chapter stems")
     args = parser.parse_args(argv)
@@ -63,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--jobs must be at least 1, got {jobs}")
             execute_book(selected, params, paths, timeout=args.timeout, force=args.force, jobs=jobs,
                          scheduler=args.scheduler or default_scheduler())  # prints the timing table
+        elif args.command == "reference-timings":
+            print(write_reference_timings(args.tables))
         elif args.command == "stage":
             print(stage())
     except (ChapterFailed, ValueError) as err:

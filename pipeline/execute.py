@@ -186,6 +186,9 @@ RETRIES = 1
 """Retries of a task whose machinery raised (not a chapter failure, which is a result; not a worker death, which
 the scheduler handles under ``distributed.scheduler.allowed-failures``)."""
 TIMINGS = "timings.json"
+# A timing table of a whole-book run on the reference machine (README, *Measured*), quick and full mode: only the
+# order in which a fresh clone's first run starts the chapters depends on it. Refresh: `make reference-timings`.
+REFERENCE_TIMINGS = Path(__file__).with_name("reference_timings.json")
 
 
 def default_jobs() -> int:
@@ -440,12 +443,13 @@ class Outcome:
         return self.status != "failed"
 
 
-def _history(folders: Iterable[Path]) -> dict[tuple[str, str, str], float]:
-    """Last measured execution seconds per (chapter, mode, environment), from earlier timing tables."""
+def _history(tables: Iterable[Path]) -> dict[tuple[str, str, str], float]:
+    """Last measured execution seconds per (chapter, mode, environment), from earlier timing tables (the first
+    table that has a row wins)."""
     known: dict[tuple[str, str, str], float] = {}
-    for folder in folders:
+    for table in tables:
         try:
-            rows = json.loads((folder / TIMINGS).read_text())["rows"]
+            rows = json.loads(table.read_text())["rows"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
         for row in rows:
@@ -498,7 +502,10 @@ def run_jobs(
     work = list(work)
     jobs = default_jobs() if jobs is None else jobs
     timings = timings if timings is not None else (work[0][1].root if work else BUILD)
-    history = _history([timings, BUILD])
+    history = _history([timings / TIMINGS, BUILD / TIMINGS])
+    # The queue's order also knows the committed reference run, so that a fresh clone's first run starts the
+    # longest chapters first; the reported seconds of cached chapters come from this build's own tables only.
+    order = {**_history([REFERENCE_TIMINGS]), **history}
     outcomes: dict[int, Outcome] = {}
     pending = []
     for i, (task, paths) in enumerate(work):
@@ -510,7 +517,7 @@ def run_jobs(
         else:
             pending.append(i)
     # Largest first: a long chapter started last would run alone at the end while the other workers idle.
-    pending.sort(key=lambda i: -(_last_seconds(history, work[i][0]) or float("inf")))
+    pending.sort(key=lambda i: -(_last_seconds(order, work[i][0]) or float("inf")))
     start = time.perf_counter()
 
     def record(i: int, result: ChapterResult | None, error: str = "") -> None:
@@ -593,6 +600,25 @@ def write_timings(outcomes: list[Outcome], folder: Path, *, wall: float, jobs: i
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "1"), "cores": os.cpu_count()}
     _write_atomic(folder / TIMINGS, json.dumps({**meta, "rows": rows}, indent=1).encode())
     _write_atomic(folder / "timings.md", (timing_table(outcomes, wall=wall) + "\n").encode())
+
+
+def write_reference_timings(tables: Iterable[Path], out: Path = REFERENCE_TIMINGS) -> Path:
+    """Merge the executed rows of timing tables (e.g. a quick and a full whole-book run) into the committed reference
+    table ``out``: one row per (chapter, mode, environment), the first table's row winning."""
+    rows, seen, machine = [], set(), {}
+    for table in tables:
+        data = json.loads(Path(table).read_text())
+        machine = machine or {k: data.get(k) for k in ("jobs", "omp_num_threads", "cores")}
+        for row in data["rows"]:
+            key = (row["chapter"], row["mode"], row["environment"])
+            if row.get("status") == "executed" and key not in seen:
+                seen.add(key)
+                rows.append({"chapter": key[0], "mode": key[1], "environment": key[2], "seconds": row["seconds"]})
+    if not rows:
+        raise ValueError(f"no executed chapter in the timing tables {[str(t) for t in tables]}")
+    _write_atomic(out, json.dumps({**machine, "rows": sorted(rows, key=lambda r: (r["mode"], r["chapter"]))},
+                                  indent=1).encode())
+    return out
 
 
 def timing_table(outcomes: list[Outcome], *, wall: float | None = None) -> str:

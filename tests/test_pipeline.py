@@ -130,3 +130,27 @@ def test_timing_table_lists_each_pass_longest_first(tmp_path):
     data = json.loads((tmp_path / "timings.json").read_text())
     assert data["jobs"] == 2 and [r["status"] for r in data["rows"]] == ["executed", "cached", "executed"]
     assert re.search(r"^executed\s+2\s+7\.0$", table, re.M), table  # two executed, 3 s + 4 s
+
+
+def test_reference_timings_merge_executed_rows_and_order_a_fresh_build(tmp_path):
+    quick, full = tmp_path / "quick", tmp_path / "full"
+    ex.write_timings([ex.Outcome("a", 0, "quick", "build", "executed", 3.0, "dask-0"),
+                      ex.Outcome("b", 0, "quick", "build", "cached", 9.0, "-")], quick, wall=3.0, jobs=2, scheduler=None)
+    ex.write_timings([ex.Outcome("a", 0, "full", "build", "executed", 30.0, "dask-1")], full, wall=30.0, jobs=2,
+                     scheduler=None)
+    out = ex.write_reference_timings([quick / ex.TIMINGS, full / ex.TIMINGS], tmp_path / "reference.json")
+    assert ex._history([out]) == {("a", "quick", "build"): 3.0, ("a", "full", "build"): 30.0}  # cached rows left out
+    ex.write_timings([ex.Outcome("b", 0, "quick", "build", "cached", 9.0, "-")], tmp_path / "cached", wall=0.0,
+                     jobs=2, scheduler=None)
+    with pytest.raises(ValueError, match="no executed chapter"):
+        ex.write_reference_timings([tmp_path / "cached" / ex.TIMINGS], tmp_path / "r.json")
+
+
+def test_the_committed_reference_timings_cover_every_chapter_in_both_modes():
+    """A fresh clone's first run orders its queue by this table (longest first); a chapter missing from it would
+    start last even if it is the longest."""
+    known = ex._history([ex.REFERENCE_TIMINGS])
+    stems = {c.stem for c in ex.chapters()}
+    for mode in ("quick", "full"):
+        missing = stems - {stem for stem, m, env in known if m == mode and env == "build"}
+        assert not missing, f"pipeline/reference_timings.json lacks {mode} mode of {sorted(missing)}: make reference-timings"
