@@ -1,5 +1,7 @@
 """Patch-AGOP, filter covariance, convolutional NTK and ConvRFM (how_cnns_learn.agop) and their data generators."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -38,6 +40,22 @@ def test_identity_equals_direct_agop_circular_linear_cnn():
     G_id = agop.patch_agop(x, m.conv, tail, "identity")
     G_dir = agop.patch_agop(x, m.conv, tail, "direct")
     assert np.linalg.norm(G_id - G_dir) / np.linalg.norm(G_dir) < 1e-8
+
+
+@pytest.mark.parametrize("method", ["identity", "direct"])
+def test_float32_agop_is_summed_in_float64(method):
+    """A float32 network: G equals the float64 network's to float32 rounding, and is formed in float64, so it is
+    symmetric and of rank at most C_out (= 5 < d = 9 for layer 0) to float64 rounding."""
+    model = _small_cnn()
+    x = torch.randn(7, 1, 6, 6, dtype=torch.float64)
+    G64 = agop.sequential_patch_agop(model, 0, x, method=method)
+    G32 = agop.sequential_patch_agop(copy.deepcopy(model).float(), 0, x.float(), method=method)
+    assert G32.dtype == np.float64
+    assert np.linalg.norm(G32 - G64) / np.linalg.norm(G64) < 1e-5
+    assert np.abs(G32 - G32.T).max() <= 1e-14 * np.abs(G32).max()
+    evals = np.linalg.eigvalsh(G32)
+    if method == "identity":  # G = WᵀḠW: the 9 − 5 smallest eigenvalues vanish to float64 round-off
+        assert np.abs(evals[:4]).max() < 9 * np.finfo(float).eps * evals.max()
 
 
 def test_patch_gradients_match_finite_differences():
@@ -364,6 +382,37 @@ def test_conv_rfm_equals_the_plain_loop(val_is_train):
     assert fast.test_accuracy == accuracies
     for G, G_ref in zip(fast.agops, agops):
         assert np.allclose(G, G_ref, rtol=0, atol=1e-10 * np.abs(G_ref).max())
+
+
+def test_conv_rfm_shares_iteration_zero_kernels_and_skips_untested_iterations(monkeypatch):
+    """shared: a second run on the same train/test images (another validation split and ridge grid) reuses the
+    iteration-0 train and test kernels and gives what it gives alone; test_at: the other iterations are NaN and
+    the tested ones unchanged."""
+    X, y = data.star_images(40, seed=5)
+    X = torch.as_tensor(X[:, :, :16, :16], dtype=torch.float64)
+    Y = torch.nn.functional.one_hot(torch.as_tensor(y), 2).double()
+    train, val, test = (X[:20], Y[:20]), (X[20:28], Y[20:28]), (X[28:], Y[28:])
+    kwargs = dict(patch_size=5, iterations=3, agop_samples=8)
+    alone = [agop.conv_rfm(train, train, test, ridge_grid=[1e-3], **kwargs), agop.conv_rfm(train, val, test, **kwargs)]
+    calls = []
+    original = agop._ntk_matrix
+    monkeypatch.setattr(agop, "_ntk_matrix", lambda *a, **k: calls.append(a[0].shape) or original(*a, **k))
+    cache: dict = {}
+    first = agop.conv_rfm(train, train, test, ridge_grid=[1e-3], shared=cache, **kwargs)
+    n_first = len(calls)
+    second = agop.conv_rfm(train, val, test, shared=cache, **kwargs)
+    assert n_first == 3 * 2  # val = train: a train and a test kernel per iteration
+    assert len(calls) - n_first == 3 * 3 - 2  # train, validation and test kernels, less iteration 0's train and test
+    for a, b in zip(alone, (first, second)):
+        assert a.test_accuracy == b.test_accuracy and a.ridge == b.ridge and a.test_mse == b.test_mse
+        assert all(np.array_equal(g, h) for g, h in zip(a.agops, b.agops))
+    with pytest.raises(ValueError, match="shared"):
+        agop.conv_rfm(train, val, (X[30:], Y[30:]), shared=cache, **kwargs)
+    last = agop.conv_rfm(train, val, test, test_at=[-1], **kwargs)
+    assert np.isnan(last.test_accuracy[:2]).all() and np.isnan(last.test_mse[:2]).all()
+    assert last.test_accuracy[2] == alone[1].test_accuracy[2] and last.ridge == alone[1].ridge
+    with pytest.raises(ValueError, match="test_at"):
+        agop.conv_rfm(train, val, test, test_at=[3], **kwargs)
 
 
 def test_conv_rfm_equals_the_plain_loop_on_digits_with_zero_and_identical_patches():

@@ -26,9 +26,10 @@ by test accuracy, which this book does not copy.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -133,6 +134,17 @@ def _conv_geometry(conv: nn.Conv2d) -> tuple[int, int, str]:
     return q, pad, conv.padding_mode
 
 
+@contextlib.contextmanager
+def _no_tf32() -> Iterator[None]:
+    """Full float32 precision on CUDA: no TF32 in cuDNN convolutions or CUDA matmuls (a no-op on the CPU)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def patch_agop(
     layer_input: torch.Tensor,
     conv: nn.Conv2d,
@@ -145,11 +157,24 @@ def patch_agop(
     ``method="identity"``: one backward pass per output to the pre-activation ``h``, then ``G = Wᵀ Ḡ W``
     (research notes §3.2). ``method="direct"``: every patch is an input of its own (``h = patches·Wᵀ + b``) and
     autograd gives ``∇_{x_(p)} f_c`` for all patches at once; the reference implementation.
+
+    The gradients are computed in the network's dtype; their outer products are summed, and ``G`` formed, in
+    float64 (for a float64 network this is the plain computation; for a float32 one, ``G`` carries the float32
+    rounding of the gradients, about 10⁻⁷ relative, but ``G = WᵀḠW`` has rank at most ``C_out`` to float64
+    rounding and is symmetric to it; on CUDA, TF32 is switched off for the computation).
     """
     _check_images(layer_input, "layer_input")
     if method not in ("identity", "direct"):
         raise ValueError(f"method must be 'identity' or 'direct', got {method!r}")
-    q, pad, mode = _conv_geometry(conv)
+    _conv_geometry(conv)
+    with _no_tf32():
+        G = _patch_agop(layer_input, conv, tail, method)
+    return G.detach().to(torch.float64).cpu().numpy()
+
+
+def _patch_agop(layer_input: torch.Tensor, conv: nn.Conv2d, tail: Callable[[torch.Tensor], torch.Tensor],
+                method: str) -> torch.Tensor:
+    """:func:`patch_agop` as a float64 tensor on the layer input's device (arguments already checked)."""
     x = layer_input.detach()
     N = x.shape[0]
     Wm = conv.weight.reshape(conv.out_channels, -1)
@@ -157,18 +182,18 @@ def patch_agop(
         h = conv(x).detach().requires_grad_(True)
         out = tail(h)
         _check_outputs(out, N)
-        gbar = torch.zeros(conv.out_channels, conv.out_channels, dtype=h.dtype, device=h.device)
+        gbar = torch.zeros(conv.out_channels, conv.out_channels, dtype=torch.float64, device=h.device)
         for c in range(out.shape[1]):
             (g,) = torch.autograd.grad(out[:, c].sum(), h, retain_graph=c < out.shape[1] - 1)
-            g = g.permute(0, 2, 3, 1).reshape(-1, conv.out_channels)
+            g = g.permute(0, 2, 3, 1).reshape(-1, conv.out_channels).to(torch.float64)
             gbar += g.T @ g
-        W = Wm.detach()
+        W = Wm.detach().to(torch.float64)
         G = W.T @ (gbar / N) @ W
     else:
         g = patch_gradients(x, conv, tail)  # (N, c, P, d)
-        g = g.reshape(-1, g.shape[-1])
+        g = g.reshape(-1, g.shape[-1]).to(torch.float64)
         G = g.T @ g / N
-    return G.detach().to(torch.float64).cpu().numpy()
+    return G
 
 
 def patch_gradients(layer_input: torch.Tensor, conv: nn.Conv2d, tail: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -206,7 +231,7 @@ def sequential_patch_agop(model: nn.Sequential, index: int, images: torch.Tensor
     if not 0 <= index < len(model) or not isinstance(model[index], nn.Conv2d):
         raise ValueError(f"model[{index}] is not a Conv2d layer of the model")
     layers = list(model)  # plain Sequentials: slicing a subclass would call its constructor
-    with torch.no_grad():
+    with torch.no_grad(), _no_tf32():
         layer_input = nn.Sequential(*layers[:index])(images)
     return patch_agop(layer_input, layers[index], nn.Sequential(*layers[index + 1 :]), method)
 
@@ -410,7 +435,7 @@ def select_ridge(
 @dataclass
 class ConvRFMResult:
     """Per iteration ``t = 0..T−1``: the ridge chosen on validation, validation/test accuracy, test MSE (sum over
-    outputs, mean over images), and the patch transform ``sqrt_M[t]`` used (``sqrt_M[0] = I``). ``agops[t]`` is the
+    outputs, mean over images; NaN at iterations not evaluated on the test split, ``conv_rfm(test_at=...)``), and the patch transform ``sqrt_M[t]`` used (``sqrt_M[0] = I``). ``agops[t]`` is the
     patch-AGOP of iteration ``t``'s predictor. :attr:`M` is the last *metric* ``M = (√M)² = G/‖G^{1/2}‖_F²`` (the
     kernel sees ``x_(p)ᵀ M z_(p)``; the authors' notebooks store the transform ``√M`` under the name ``M``)."""
 
@@ -439,6 +464,8 @@ def conv_rfm(
     iterations: int = 2,
     ridge_grid: Sequence[float] = (1e-8, 1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0),
     agop_samples: int = 20,
+    test_at: Sequence[int] | None = None,
+    shared: dict | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
 ) -> ConvRFMResult:
@@ -451,6 +478,14 @@ def conv_rfm(
     ``device`` (validated; reported to :func:`~how_cnns_learn.repro.record_device`), where the kernels, the ridge
     solves and the AGOP are computed (the ``d×d`` square root ``G^{1/2}`` is taken on the CPU in float64).
 
+    ``test_at``: the iterations evaluated on ``test`` (negative numbers count from the end, as in Python; ``None``:
+    all); at the others the test kernel is not computed and the test accuracy and MSE are recorded as NaN.
+
+    ``shared``: a dict given to several calls on the same ``train`` and ``test`` image tensors and patch geometry
+    (runs that differ only in the validation split or the ridge grid). Iteration 0's kernels do not depend on
+    either (``√M_0 = I``): the first call stores its train kernel and its test kernel there, the others reuse
+    them. A dict filled by a call on other tensors, or on tensors changed in place since, raises ``ValueError``.
+
     Computation (equal to the plain loop with :func:`conv_ntk` and autograd up to float rounding; tested): kernels by
     :func:`_ntk_matrix` (the train kernel symmetric, half computed; the validation kernel reused when ``val`` is
     ``train``; validation and test patches extracted and transformed in chunks of images), the AGOP by
@@ -462,6 +497,14 @@ def conv_rfm(
             raise ValueError(f"{name} targets must be one-hot (n, c) matching the images, got {tuple(Y.shape)}")
     if iterations < 1 or agop_samples < 1:
         raise ValueError(f"need iterations >= 1 and agop_samples >= 1, got {iterations}, {agop_samples}")
+    if test_at is None:
+        tested = set(range(iterations))
+    else:
+        if any(not -iterations <= int(t) < iterations for t in test_at):
+            raise ValueError(f"test_at must hold iterations in [-{iterations}, {iterations}), got {list(test_at)}")
+        tested = {int(t) % iterations for t in test_at}
+    if shared is not None and not isinstance(shared, dict):
+        raise TypeError(f"shared must be a dict (or None), got {type(shared).__name__}")
     dev = check_device(device)
     (Xtr, Ytr), (Xva, Yva), (Xte, Yte) = ((X.to(dev), Y.to(dev)) for X, Y in (train, val, test))
     record_device(Xtr, by="conv_rfm")
@@ -480,20 +523,43 @@ def conv_rfm(
             blocks.append(_ntk_matrix(tr, patches if t == 0 else patches @ root))
         return torch.cat(blocks, dim=1).T
 
+    key = (train[0], test[0], train[0]._version, test[0]._version, patch_size, padding, str(dev))
+    if shared and (len(shared.get("key", ())) != len(key)
+                   or not all(a is b if isinstance(a, torch.Tensor) else a == b for a, b in zip(shared["key"], key))):
+        raise ValueError("shared holds the iteration-0 kernels of other train/test images or patch geometry "
+                         "(or the images were changed in place): give a new dict")
+
+    def initial_kernel(name: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Iteration 0's (unscaled) train or test kernel, from ``shared`` when a previous call stored it."""
+        if shared is None:
+            return compute()
+        shared["key"] = key
+        if name not in shared:
+            shared[name] = compute()
+        return shared[name]
+
     for t in progress_bar(range(iterations), desc="ConvRFM", enabled=progress):
         result.sqrt_M.append(root.cpu().numpy().copy())
         tr = P_tr if t == 0 else P_tr @ root  # skip the identity (the costly step)
-        K_tr = _ntk_matrix(tr, tr, symmetric=True)
+        if t == 0:
+            K_tr = initial_kernel("train", lambda: _ntk_matrix(tr, tr, symmetric=True))
+        else:
+            K_tr = _ntk_matrix(tr, tr, symmetric=True)
         scale = K_tr.max()
         K_tr = K_tr / scale
         K_va = K_tr if val_is_train else kernel_to(tr, Xva, t) / scale
         lam, val_acc = select_ridge(K_tr, Ytr, K_va, Yva, ridge_grid)
         alpha = kernel_ridge(K_tr, Ytr, lam)
-        pred = (kernel_to(tr, Xte, t) / scale) @ alpha
         result.ridge.append(lam)
         result.val_accuracy.append(val_acc)
-        result.test_accuracy.append(_accuracy(pred, Yte))
-        result.test_mse.append(float(((pred - Yte) ** 2).sum(1).mean()))
+        if t in tested:
+            K_te = initial_kernel("test", lambda: kernel_to(tr, Xte, t)) if t == 0 else kernel_to(tr, Xte, t)
+            pred = (K_te / scale) @ alpha
+            result.test_accuracy.append(_accuracy(pred, Yte))
+            result.test_mse.append(float(((pred - Yte) ** 2).sum(1).mean()))
+        else:
+            result.test_accuracy.append(float("nan"))
+            result.test_mse.append(float("nan"))
         if t == iterations - 1:
             break
         G = _ntk_predictor_agop(tr, P_tr[:agop_samples], root, alpha, scale)
@@ -646,7 +712,7 @@ def train_cnfa_cnns(
     :func:`~how_cnns_learn.training.train_classifier`) or ``"auto"``: ``"vmap"`` on an accelerator, ``"loop"`` on
     the CPU, where the convolutions are compute-bound and batching saves little (measured on a quiet 2-core machine,
     one thread, 3 seeds × 4 epochs of the digits network: 2.5 s batched vs 3.0 s in a loop once warm, plus about
-    1.7 s of one-time warm-up of the batched kernels, so under 10 % over the chapter's 20 epochs), while the loop
+    1.7 s of one-time warm-up of the batched kernels, so under 10 % over the chapter's 14 (quick) to 60 (full) epochs), while the loop
     keeps the float32 numbers of the one-seed trainer bit for bit.
     """
     seeds = [int(s) for s in seeds]
