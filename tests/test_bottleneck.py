@@ -1,6 +1,8 @@
 """Tests of the convolution-bottleneck module: FFT convolution, Parseval, gradients, closed forms, bad input."""
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -298,3 +300,70 @@ def test_stacked_linear_trainer_records_gradient_descent_like_the_one_network_tr
     assert table["|h_1|"].iloc[-1] > 10 * table["|h_1|"].iloc[0]        # it learned
     for wa, wb in zip(alone.filters, stacked.filters):
         torch.testing.assert_close(wb.detach(), wa.detach(), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "gd"])
+def test_written_out_optimiser_steps_equal_torch_optim(optimizer):
+    """The stacked trainer's own Adam / gradient-descent step is torch's (single-tensor Adam, SGD) to the last bit,
+    with the ExponentialLR schedule lr ← lr·γ."""
+    gen = torch.Generator().manual_seed(5)
+    start = [torch.randn(3, 4, generator=gen, dtype=torch.float64), torch.randn(7, generator=gen, dtype=torch.float64)]
+    grads = [[torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in start] for _ in range(25)]
+    ours = [p.clone() for p in start]
+    theirs = [torch.nn.Parameter(p.clone()) for p in start]
+    lr, gamma = 0.03, 0.9
+    opt = (torch.optim.Adam(theirs, lr=lr, foreach=False) if optimizer == "adam"
+           else torch.optim.SGD(theirs, lr=lr, foreach=False))
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
+    update = bn._Adam(ours) if optimizer == "adam" else bn._gradient_descent
+    lr_now = lr
+    for g in grads:
+        for p, q, gi in zip(ours, theirs, g):
+            p.grad, q.grad = gi.clone(), gi.clone()
+        with torch.no_grad():
+            update(ours, lr_now)
+        lr_now = lr_now * gamma
+        opt.step()
+        sched.step()
+    for p, q in zip(ours, theirs):
+        torch.testing.assert_close(p, q.detach(), rtol=0, atol=0)
+
+
+def test_stacked_trainer_builds_no_torch_optimiser():
+    """train_linear_cnns does not import torch._dynamo (what the first torch.optim optimiser of a process does)."""
+    code = ("import sys, how_cnns_learn.bottleneck as bn\n"
+            "assert 'torch._dynamo' not in sys.modules\n"
+            "net = bn.CircularCNN([1, 2, 1], 8, seed=0)\n"
+            "bn.train_linear_cnns([net], [bn.lowpass_blocks(8, 1)], weight_decay=1e-3, steps=3, lr=1e-2)\n"
+            "bn.train_linear_cnns([net], [bn.lowpass_blocks(8, 1)], weight_decay=0.0, steps=3, lr=1e-2, optimizer='gd')\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_conjugate_half_counts_every_frequency_once():
+    for spatial in [(8,), (7,), (4, 4), (3, 4)]:
+        half, mult = bn._conjugate_half(spatial)
+        conj = bn._conjugate_index(spatial)
+        assert mult.sum() == math.prod(spatial)
+        covered = np.concatenate([half, conj[half]])
+        assert set(covered.tolist()) == set(range(math.prod(spatial)))
+    half, mult = bn._conjugate_half((8,))
+    assert half.tolist() == [0, 1, 2, 3, 4] and mult.tolist() == [1, 2, 2, 2, 1]
+
+
+def test_stacked_trainer_half_spectrum_and_non_hermitian_targets_match_the_one_network_trainer():
+    """A 2-D target of a real map (exactly Hermitian: half the frequencies are computed) and a 1-D target of no real
+    map (every frequency): both give the one-network trainer's iterates up to float64 rounding."""
+    raw = bn.frequency_blocks(_rand(1, 2, 4, 4, seed=12))
+    H_2d = (raw + raw[bn._conjugate_index((4, 4))].conj()) / 2          # exactly Hermitian
+    H_complex = bn.lowpass_blocks(8, 1) * np.exp(0.4j * np.arange(8)).reshape(8, 1, 1)   # not Hermitian
+    specs = [([2, 2, 2, 1], (4, 4), H_2d), ([1, 2, 2, 1], 8, H_complex)]
+    for i, (widths, size, H) in enumerate(specs):
+        alone, stacked = (bn.CircularCNN(widths, size, seed=20 + i) for _ in range(2))
+        final = training.train_weight_decay(alone, lambda m, H=H: bn.population_mse(m, H), weight_decay=2e-3,
+                                            steps=120, lr=3e-3, record_every=120).iloc[-1]
+        table = bn.train_linear_cnns([stacked], [H], weight_decay=2e-3, steps=120, lr=3e-3)
+        for wa, wb in zip(alone.filters, stacked.filters):
+            torch.testing.assert_close(wb.detach(), wa.detach(), rtol=0, atol=1e-10)
+        assert table.loc[0, "loss"] == pytest.approx(final["loss"], rel=1e-10, abs=1e-14)

@@ -496,6 +496,50 @@ def _dft_matrix(spatial: tuple[int, ...], dtype: torch.dtype, device: torch.devi
     return torch.as_tensor(E, dtype=dtype, device=device)
 
 
+class _Adam:
+    """Adam (β = (0.9, 0.999), ε = 1e-8, no decoupled decay) on tensors whose ``.grad`` is set: the arithmetic of
+    torch's single-tensor ``torch.optim.Adam`` step, written out so that no ``torch.optim`` optimiser is built (the
+    first one in a process imports ``torch._dynamo``, about 1.4 s).
+    """
+
+    def __init__(self, params: Sequence[torch.Tensor], betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        self.betas, self.eps, self.t = betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    def __call__(self, params: Sequence[torch.Tensor], lr: float) -> None:
+        (b1, b2), self.t = self.betas, self.t + 1
+        step_size = lr / (1 - b1 ** float(self.t))
+        bias_correction2_sqrt = (1 - b2 ** float(self.t)) ** 0.5
+        for p, m, v in zip(params, self.m, self.v):
+            m.lerp_(p.grad, 1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            p.addcdiv_(m, (v.sqrt() / bias_correction2_sqrt).add_(self.eps), value=-step_size)
+
+
+def _gradient_descent(params: Sequence[torch.Tensor], lr: float) -> None:
+    """``θ ← θ − η∇`` on tensors whose ``.grad`` is set (torch's ``SGD`` step without momentum, written out)."""
+    for p in params:
+        p.add_(p.grad, alpha=-lr)
+
+
+def _conjugate_index(spatial: tuple[int, ...]) -> NDArray[np.int_]:
+    """``(F,)``: the flat (row-major) index of the frequency ``−m`` for every flat frequency ``m``."""
+    grids = np.meshgrid(*[np.arange(n) for n in spatial], indexing="ij")
+    return np.ravel_multi_index([(-g.ravel()) % n for g, n in zip(grids, spatial)], spatial)
+
+
+def _conjugate_half(spatial: tuple[int, ...]) -> tuple[NDArray[np.int_], NDArray[np.floating]]:
+    """One flat frequency ``m`` per conjugate pair ``{m, −m}`` (the self-conjugate ones included) and its
+    multiplicity (2 for a pair, 1 for ``m = −m``): a sum over all ``F`` frequencies of a quantity equal at ``m`` and
+    ``−m`` is the weighted sum over these."""
+    conj = _conjugate_index(spatial)
+    m = np.arange(conj.size)
+    half = m[m <= conj]
+    return half, np.where(conj[half] == half, 1.0, 2.0)
+
+
 def train_linear_cnns(
     nets: Sequence[CircularCNN],
     targets: Sequence[NDArray[np.complexfloating]],
@@ -521,7 +565,8 @@ def train_linear_cnns(
     and Adam is elementwise, so the iterates equal the one-network trainer's up to float rounding (unit test, float64
     ≤ 1e-10). Each step multiplies the filters by the DFT matrix, chains the ``(F, C_out, C_in)`` blocks of every
     stack and runs the chain back for the gradient (written out, no autograd graph: half the time of autograd on the
-    CPU), then one optimiser step (fused Adam) for all.
+    CPU), then one optimiser step for all (Adam or gradient descent written out with torch's arithmetic: no
+    ``torch.optim`` object, whose first construction in a process imports ``torch._dynamo``, about 1.4 s).
 
     Args:
         nets: linear :class:`CircularCNN` s without biases, head or downsampling, widths ``(C_0, w, …, w, C_L)``
@@ -529,7 +574,7 @@ def train_linear_cnns(
         targets: per network, target blocks ``(F, C_L, C_0)`` as for :func:`population_mse`.
         weight_decay: ``λ ≥ 0`` for all networks, or one per network.
         steps, lr, lr_final: steps (≥ 1) and the learning-rate schedule.
-        optimizer: ``"adam"`` (torch's Adam) or ``"gd"`` (``θ ← θ − η∇``).
+        optimizer: ``"adam"`` (torch's Adam, β = (0.9, 0.999), ε = 1e-8) or ``"gd"`` (``θ ← θ − η∇``).
         record_every: record every this many steps (and at step 0); ``None``: only at the end.
         on_record: called as ``on_record(nets[n])`` at every recorded step with the network's current filters (under
             ``torch.no_grad()``); the ``name: value`` pairs it returns become columns.
@@ -586,16 +631,20 @@ def train_linear_cnns(
             if tuple(t.shape) != (F, cl, c0):
                 raise ValueError(f"targets[{i}] must have shape ({F}, {cl}, {c0}), got {tuple(t.shape)}")
             T.append(t)
+        T_all = torch.stack(T)                                                  # (G, F, C_L, C_0)
+        half, mult = _conjugate_half(spatial)
+        if not torch.equal(T_all[:, torch.as_tensor(_conjugate_index(spatial), device=dev)], T_all.conj()):
+            half, mult = np.arange(F), np.ones(F)                # a target of no real map: every frequency
+        E = _dft_matrix(spatial, cdtype, dev)[:, torch.as_tensor(half, device=dev)].contiguous()   # (F, M)
         stacks.append({
             "members": members, "params": [first, middle, last],
-            "live": live, "eye": torch.eye(w, dtype=cdtype, device=dev), "targets": torch.stack(T),
+            "live": live, "eye": torch.eye(w, dtype=cdtype, device=dev), "targets": T_all[:, half],
             "lam": torch.tensor([decays[i] / 2 for i in members], dtype=dtype, device=dev),   # (λ/2)‖θ‖²
-            "E": _dft_matrix(spatial, cdtype, dev), "EH": _dft_matrix(spatial, cdtype, dev).mH.contiguous(),
-            "norm": cl * F})
+            "E": E, "EH": E.mH.contiguous(),
+            "weight": torch.as_tensor(mult / (cl * F), dtype=dtype, device=dev).view(1, -1, 1, 1)})   # (1, M, 1, 1)
     params = [p for st in stacks for p in st["params"]]
-    opt = torch.optim.Adam(params, lr=lr, fused=True) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
+    update = _Adam(params) if optimizer == "adam" else _gradient_descent
     gamma = (lr_final / lr) ** (1.0 / steps) if lr_final is not None else 1.0
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
 
     def objective(grad: bool) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
         """Sum of the networks' objectives and per group ``(loss, ‖θ‖²)``; with ``grad``, sets every ``.grad``.
@@ -603,7 +652,10 @@ def train_linear_cnns(
         The gradient is written out (no autograd graph: a few block products per layer). With ``g_X`` the gradient
         of the real loss in ``dℓ = Re Σ conj(g_X)·dX``: ``g_Ĥ = 2(Ĥ − Ĥ*)/(C_L F)``, through ``Ĥ = A X B`` it is
         ``A^H g_Ĥ B^H``, and a real filter ``W`` with blocks ``Ŵ = W E`` gets ``Re(g_Ŵ E^H)``; the penalty adds
-        ``λW``. Padding: a network shallower than its group's deepest has identity blocks in its unused middle slots
+        ``λW``. Real filters give Hermitian blocks (``Ŵ_{−m} = conj(Ŵ_m)``), and so does the target of a real map:
+        then the terms at ``m`` and ``−m`` of the loss and of ``Re(g_Ŵ E^H)`` are equal, and only one frequency per
+        conjugate pair is computed, weighted by its multiplicity (``E`` has those columns; the same sums, up to float
+        rounding, in about half the block products). Padding: a network shallower than its group's deepest has identity blocks in its unused middle slots
         (exact in floating point: 1·v + 0·u = v); their filters get zero gradient and no penalty, so Adam leaves
         them at 0 and each network's objective and gradient are its own (tested against autograd through
         :func:`population_mse`).
@@ -622,14 +674,14 @@ def train_linear_cnns(
                 prefix.append(M @ prefix[-1])
             BL = (last.to(E.dtype) @ E).permute(0, 3, 1, 2)                         # (G, F, C_L, w)
             D = BL @ prefix[-1] - st["targets"]                                      # (G, F, C_L, C_0)
-            loss = torch.view_as_real(D).square().sum((1, 2, 3, 4)) / st["norm"]     # (G,): population MSE
+            loss = (torch.view_as_real(D).square().sum(-1) * st["weight"]).sum((1, 2, 3))   # (G,): population MSE
             sq = first.square().sum((1, 2, 3)) + last.square().sum((1, 2, 3)) \
                 + (middle.square() * st["live"]).sum((1, 2, 3, 4))                    # (G,): ‖θ_n‖²
             obj = (loss + lam * sq).sum()
             total = obj if total is None else total + obj
             parts.append((loss, sq))
             if grad:
-                gH = D * (2.0 / st["norm"])
+                gH = D * (2 * st["weight"])
                 last.grad = (((gH @ prefix[-1].mH).permute(0, 2, 3, 1) @ EH).real
                              + 2 * lam.view(-1, 1, 1, 1) * last)
                 gP = BL.mH @ gH
@@ -661,6 +713,7 @@ def train_linear_cnns(
                 rows.append(row)
 
     rows: list[dict[str, Any]] = []
+    lr_now = float(lr)
     with torch.no_grad():
         for step in range(steps):
             total, parts = objective(grad=True)
@@ -668,8 +721,8 @@ def train_linear_cnns(
                 record(step, parts, write_back=False)
             if not torch.isfinite(total):
                 raise FloatingPointError(f"objective became {total.item()} at step {step}; lower the learning rate")
-            opt.step()
-            sched.step()
+            update(params, lr_now)
+            lr_now = lr_now * gamma                   # torch's ExponentialLR: lr ← lr·γ after every step
         record(steps, objective(grad=False)[1], write_back=True)
     table = pd.DataFrame(rows).sort_values(["network", "step"], kind="stable").reset_index(drop=True)
     table.attrs["device"] = str(ran_on)
