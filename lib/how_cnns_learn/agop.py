@@ -363,11 +363,13 @@ def _ntk_matrix(x_patches: torch.Tensor, z_patches: torch.Tensor, *, symmetric: 
     return out
 
 
-def _ntk_predictor_agop(tr: torch.Tensor, raw: torch.Tensor, root: torch.Tensor, alpha: torch.Tensor,
+def _ntk_predictor_agop(tr: torch.Tensor, z: torch.Tensor, root: torch.Tensor, alpha: torch.Tensor,
                         scale: torch.Tensor) -> torch.Tensor:
     """Patch-AGOP ``(d, d)`` of the kernel predictor ``f_c(z) = Σ_i α_ic K(x_i, z)/scale`` (:func:`conv_ntk`) with
-    respect to the raw patches ``raw`` ``(S, P, d)`` of ``S`` images, the kernel seeing ``z_(p) = raw_(p) @ root``
-    and the (transformed) training patches ``tr`` ``(n, P, d)``; ``alpha`` ``(n, c)``.
+    respect to the raw patches of ``S`` images, the kernel seeing their transformed patches ``z_(p) = raw_(p) @ root``
+    ``(S, P, d)`` (given) and the (transformed) training patches ``tr`` ``(n, P, d)``; ``alpha`` ``(n, c)``. With
+    ``h_c = ∂f_c/∂z`` the gradient in the raw patch is ``h_c rootᵀ``, so ``G = root (Σ_c h_cᵀh_c) rootᵀ/S``: one
+    product with ``root`` for all classes.
 
     The gradient of ``Θ(a, b) = (‖a‖‖b‖ sin θ + 2(π − θ) a·b)/π`` in ``b`` is written out,
     ``∂Θ/∂b = [(2(π − θ) + a·b/(‖a‖‖b‖ sin θ)) a + (‖a‖ sin θ/‖b‖ − (a·b)²/(‖a‖‖b‖³ sin θ)) b]/π``, with autograd's
@@ -377,8 +379,7 @@ def _ntk_predictor_agop(tr: torch.Tensor, raw: torch.Tensor, root: torch.Tensor,
     :func:`conv_ntk` up to float rounding (tested).
     """
     n, P, _ = tr.shape
-    S = raw.shape[0]
-    z = raw @ root  # (S, P, d)
+    S = z.shape[0]
     xt, zt = tr.transpose(0, 1), z.transpose(0, 1)  # (P, n, d), (P, S, d)
     na, nb = tr.norm(dim=-1).T[:, :, None], z.norm(dim=-1).T[:, None, :]  # (P, n, 1), (P, 1, S)
     dots = torch.bmm(xt, zt.transpose(1, 2))  # (P, n, S)
@@ -393,12 +394,12 @@ def _ntk_predictor_agop(tr: torch.Tensor, raw: torch.Tensor, root: torch.Tensor,
     nb_safe = nb.clamp_min(1e-300)
     coef_b = torch.where(nb > 0, (na * sin - angular * dots / nb_safe) / nb_safe, 0.0) / math.pi  # multiplies b
     beta = torch.matmul(alpha.T, coef_b)  # (P, c, S): Σ_i α_ic coef_b
-    G = torch.zeros(root.shape, dtype=tr.dtype, device=tr.device)
+    H = torch.zeros(root.shape, dtype=tr.dtype, device=tr.device)
     for c in range(alpha.shape[1]):
         g = torch.bmm((coef_a * alpha[:, c, None]).transpose(1, 2), xt) + beta[:, c, :, None] * zt  # (P, S, d)
-        g = (g.reshape(-1, g.shape[-1]) / (scale * P)) @ root.T
-        G += g.T @ g
-    return G / S
+        g = g.reshape(-1, g.shape[-1]) / (scale * P)  # h_c: the gradient in the transformed patch
+        H += g.T @ g
+    return root @ H @ root.T / S
 
 
 def kernel_ridge(K_train: torch.Tensor, targets: torch.Tensor, ridge: float) -> torch.Tensor:
@@ -489,7 +490,8 @@ def conv_rfm(
     Computation (equal to the plain loop with :func:`conv_ntk` and autograd up to float rounding; tested): kernels by
     :func:`_ntk_matrix` (the train kernel symmetric, half computed; the validation kernel reused when ``val`` is
     ``train``; validation and test patches extracted and transformed in chunks of images), the AGOP by
-    :func:`_ntk_predictor_agop` (the kernel's gradient written out, all classes at once).
+    :func:`_ntk_predictor_agop` (the kernel's gradient written out, all classes at once, on the AGOP images' patches
+    as already transformed for the train kernel, and one product with ``√M_t`` for all classes).
     """
     for name, (X, Y) in (("train", train), ("val", val), ("test", test)):
         _check_images(X, f"{name} images")
@@ -562,7 +564,7 @@ def conv_rfm(
             result.test_mse.append(float("nan"))
         if t == iterations - 1:
             break
-        G = _ntk_predictor_agop(tr, P_tr[:agop_samples], root, alpha, scale)
+        G = _ntk_predictor_agop(tr, tr[:agop_samples], root, alpha, scale)  # the AGOP images: the first training images
         result.agops.append(G.cpu().numpy())
         root_np = psd_sqrt(G.cpu().numpy())
         root = torch.as_tensor(root_np / np.linalg.norm(root_np), dtype=Xtr.dtype, device=Xtr.device)
