@@ -92,3 +92,47 @@ def test_the_same_network_twice_is_refused():
     net = models.MLPClassifier(16, 4)
     with pytest.raises(ValueError, match="distinct"):
         training.train_classifiers([net, net], CUE.train, seeds=[0, 1], test_data=CUE.tests["both cues"], epochs=1)
+
+
+def test_record_false_trains_the_same_networks_and_records_nothing():
+    make, train, test = ARCHITECTURES["CNN 2 × 3×3"]
+    recorded, silent = _networks(make, [1, 2]), _networks(make, [1, 2])
+    settings = dict(test_data=test, epochs=2, lr=0.05, batch_size=7, loss="mse")
+    training.train_classifiers(recorded, train, seeds=[1, 2], **settings)
+    tables = training.train_classifiers(silent, train, seeds=[1, 2], record=False, **settings)
+    assert all(table.empty and table.attrs["device"] == "cpu" for table in tables)
+    for a, b in zip(recorded, silent):
+        for p, q in zip(a.parameters(), b.parameters()):
+            assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="record=False records nothing"):
+        training.train_classifiers(silent, train, seeds=[1, 2], record=False, record_every=1, **settings)
+
+
+@pytest.mark.parametrize("pad", [(1, 1, 1, 1), (0, 1, 0, 1), (1, 0, 2, 1), (2, 2, 2, 2), (3, 3, 3, 3)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_circular_pad_gradient_is_bit_identical_to_autograd(pad, dtype):
+    generator = torch.Generator().manual_seed(sum(pad))
+    x = torch.randn(5, 3, 4, 6, dtype=dtype, generator=generator, requires_grad=True)
+    padded = torch.nn.functional.pad(x, pad, mode="circular")
+    g = torch.randn(padded.shape, dtype=dtype, generator=generator)
+    (expected,) = torch.autograd.grad(padded, x, g)
+    fast = training._pad(x, pad, "circular")
+    assert torch.equal(fast, padded)
+    (grad,) = torch.autograd.grad(fast, x, g)
+    assert torch.equal(grad, expected)
+
+
+def test_plain_sgd_steps_are_bit_identical_to_torch_sgd():
+    torch.manual_seed(0)
+    ours = models.ConvClassifier(16, 4, (3, 3), channels=3, activation="relu").float()
+    theirs = copy.deepcopy(ours)
+    X = torch.as_tensor(CUE.train.inputs, dtype=torch.float32).unsqueeze(1)
+    reference = torch.optim.SGD(theirs.parameters(), lr=0.1)
+    plain = training._PlainSGD(ours.parameters(), lr=0.1)
+    for step in range(3):
+        for net, optimiser in ((ours, plain), (theirs, reference)):
+            optimiser.zero_grad()
+            net(X[step * 10 : step * 10 + 10]).square().mean().backward()
+            optimiser.step()
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        assert p.grad is not None and torch.equal(p, q)
