@@ -335,7 +335,8 @@ def test_stacked_trainer_builds_no_torch_optimiser():
             "assert 'torch._dynamo' not in sys.modules\n"
             "net = bn.CircularCNN([1, 2, 1], 8, seed=0)\n"
             "bn.train_linear_cnns([net], [bn.lowpass_blocks(8, 1)], weight_decay=1e-3, steps=3, lr=1e-2)\n"
-            "bn.train_linear_cnns([net], [bn.lowpass_blocks(8, 1)], weight_decay=0.0, steps=3, lr=1e-2, optimizer='gd')\n"
+            "bn.train_linear_cnns([net], [bn.lowpass_blocks(8, 1)], weight_decay=0.0, steps=3, lr=1e-2,\n"
+            "                     optimizer='gd')\n"
             "print('torch._dynamo' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

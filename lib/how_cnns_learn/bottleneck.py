@@ -655,10 +655,10 @@ def train_linear_cnns(
         ``λW``. Real filters give Hermitian blocks (``Ŵ_{−m} = conj(Ŵ_m)``), and so does the target of a real map:
         then the terms at ``m`` and ``−m`` of the loss and of ``Re(g_Ŵ E^H)`` are equal, and only one frequency per
         conjugate pair is computed, weighted by its multiplicity (``E`` has those columns; the same sums, up to float
-        rounding, in about half the block products). Padding: a network shallower than its group's deepest has identity blocks in its unused middle slots
-        (exact in floating point: 1·v + 0·u = v); their filters get zero gradient and no penalty, so Adam leaves
-        them at 0 and each network's objective and gradient are its own (tested against autograd through
-        :func:`population_mse`).
+        rounding, in about half the block products). Padding: a network shallower than its group's deepest has
+        identity blocks in its unused middle slots (exact in floating point: 1·v + 0·u = v); their filters get zero
+        gradient and no penalty, so Adam leaves them at 0 and each network's objective and gradient are its own
+        (tested against autograd through :func:`population_mse`).
         """
         total, parts = None, []
         for st in stacks:
@@ -673,7 +673,7 @@ def train_linear_cnns(
             for M in Ms:
                 prefix.append(M @ prefix[-1])
             BL = (last.to(E.dtype) @ E).permute(0, 3, 1, 2)                         # (G, F, C_L, w)
-            D = BL @ prefix[-1] - st["targets"]                                      # (G, F, C_L, C_0)
+            D = BL @ prefix[-1] - st["targets"]                                      # (G, M, C_L, C_0)
             loss = (torch.view_as_real(D).square().sum(-1) * st["weight"]).sum((1, 2, 3))   # (G,): population MSE
             sq = first.square().sum((1, 2, 3)) + last.square().sum((1, 2, 3)) \
                 + (middle.square() * st["live"]).sum((1, 2, 3, 4))                    # (G,): ‖θ_n‖²
