@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -48,36 +49,43 @@ def test_progress_bar_wraps_or_passes_through(capsys):
 
 
 def test_glue_returns_its_value_with_or_without_myst_nb(monkeypatch):
-    import builtins
-
     from how_cnns_learn import repro
 
-    real_import = builtins.__import__
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *args, **kwargs: shown.append((args, kwargs)))
+    monkeypatch.setattr(repro, "_myst_nb_installed", lambda: False)
+    assert repro.glue("x", 1.5) == 1.5 and shown == []  # a launched notebook without MyST-NB still runs
+    monkeypatch.setattr(repro, "_myst_nb_installed", lambda: True)
+    assert repro.glue("x", 1.5) == 1.5 and len(shown) == 1
 
-    def no_myst_nb(name, *args, **kwargs):
-        if name.startswith("myst_nb"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", no_myst_nb)
-    assert repro.glue("x", 1.5) == 1.5  # a launched notebook without MyST-NB still runs
+@pytest.mark.parametrize("value", [1.25, np.float64(1.25), np.array(3), 7, "text", [1, 2], pd.DataFrame({"a": [1]})])
+def test_glue_emits_what_myst_nb_glue_emits(monkeypatch, value):
+    """The book's prose reads what repro.glue displays: the same bundle and metadata as MyST-NB's own glue
+    (numpy scalars first turned into Python numbers, as repro.glue does)."""
+    import myst_nb.ext.glue as myst_glue
+
+    plain = value.item() if isinstance(value, (np.generic, np.ndarray)) else value
+    theirs, ours = [], []
+    monkeypatch.setattr(myst_glue, "ipy_display", lambda *args, **kwargs: theirs.append((args, kwargs)))
+    monkeypatch.setattr("IPython.display.display", lambda *args, **kwargs: ours.append((args, kwargs)))
+    myst_glue.glue("name", plain, display=False)
+    repro.glue("name", value)
+    assert ours == theirs and len(ours) == 1
+    assert repro.GLUE_PREFIX == myst_glue.GLUE_PREFIX
 
 
 def test_glue_turns_numpy_scalars_into_python_numbers(monkeypatch):
-    import sys
-    import types
-
-    import numpy as np
-
     from how_cnns_learn import repro
 
     glued = {}
-    fake = types.ModuleType("myst_nb")
-    fake.glue = lambda name, value, display=True: glued.update({name: value})
-    monkeypatch.setitem(sys.modules, "myst_nb", fake)
+    monkeypatch.setattr(repro, "_myst_nb_installed", lambda: True)
+    monkeypatch.setattr("IPython.core.formatters.format_display_data", lambda value: (glued.setdefault("v", []).append(value) or ({}, {})))
+    monkeypatch.setattr("IPython.display.display", lambda *args, **kwargs: None)
     assert repro.glue("x", np.float64(1.25)) == 1.25
     repro.glue("n", np.array(3))
-    assert type(glued["x"]) is float and repr(glued["x"]) == "1.25" and type(glued["n"]) is int
+    x, n = glued["v"]
+    assert type(x) is float and repr(x) == "1.25" and type(n) is int
 
 
 def test_check_device_names_the_parameter():
