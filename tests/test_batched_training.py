@@ -128,7 +128,7 @@ def test_plain_sgd_steps_are_bit_identical_to_torch_sgd():
     theirs = copy.deepcopy(ours)
     X = torch.as_tensor(CUE.train.inputs, dtype=torch.float32).unsqueeze(1)
     reference = torch.optim.SGD(theirs.parameters(), lr=0.1)
-    plain = training._PlainSGD(ours.parameters(), lr=0.1)
+    plain = training.PlainSGD(ours.parameters(), lr=0.1)
     for step in range(3):
         for net, optimiser in ((ours, plain), (theirs, reference)):
             optimiser.zero_grad()

@@ -302,33 +302,6 @@ def test_stacked_linear_trainer_records_gradient_descent_like_the_one_network_tr
         torch.testing.assert_close(wb.detach(), wa.detach(), rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "gd"])
-def test_written_out_optimiser_steps_equal_torch_optim(optimizer):
-    """The stacked trainer's own Adam / gradient-descent step is torch's (single-tensor Adam, SGD) to the last bit,
-    with the ExponentialLR schedule lr ← lr·γ."""
-    gen = torch.Generator().manual_seed(5)
-    start = [torch.randn(3, 4, generator=gen, dtype=torch.float64), torch.randn(7, generator=gen, dtype=torch.float64)]
-    grads = [[torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in start] for _ in range(25)]
-    ours = [p.clone() for p in start]
-    theirs = [torch.nn.Parameter(p.clone()) for p in start]
-    lr, gamma = 0.03, 0.9
-    opt = (torch.optim.Adam(theirs, lr=lr, foreach=False) if optimizer == "adam"
-           else torch.optim.SGD(theirs, lr=lr, foreach=False))
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
-    update = bn._Adam(ours) if optimizer == "adam" else bn._gradient_descent
-    lr_now = lr
-    for g in grads:
-        for p, q, gi in zip(ours, theirs, g):
-            p.grad, q.grad = gi.clone(), gi.clone()
-        with torch.no_grad():
-            update(ours, lr_now)
-        lr_now = lr_now * gamma
-        opt.step()
-        sched.step()
-    for p, q in zip(ours, theirs):
-        torch.testing.assert_close(p, q.detach(), rtol=0, atol=0)
-
-
 def test_stacked_trainer_builds_no_torch_optimiser():
     """train_linear_cnns does not import torch._dynamo (what the first torch.optim optimiser of a process does)."""
     code = ("import sys, how_cnns_learn.bottleneck as bn\n"

@@ -2,6 +2,8 @@
 weight-decay convention, one recording callback, and the device they ran on."""
 
 import copy
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -189,3 +191,58 @@ def test_the_chapter_footer_reports_the_device_the_trainer_used():
     training.train_weight_decay(model, lambda m: m.sq_norm(), weight_decay=0.0, steps=1, lr=1e-3, device=ctx.device)
     footer = repro.environment_report(ctx)["value"]
     assert footer["device used"] == "cpu (train_weight_decay)" and footer["device requested"] == "cpu"
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "gd"])
+def test_plain_optimisers_are_torch_optim_to_the_last_bit(optimizer):
+    """PlainAdam / PlainSGD with the schedule lr ← lr·γ give torch's single-tensor Adam / SGD with ExponentialLR
+    bit for bit (float64, 25 steps); a parameter without a gradient is left alone, as torch leaves it."""
+    gen = torch.Generator().manual_seed(5)
+    start = [torch.randn(3, 4, generator=gen, dtype=torch.float64), torch.randn(7, generator=gen, dtype=torch.float64),
+             torch.randn(2, generator=gen, dtype=torch.float64)]
+    grads = [[torch.randn(p.shape, generator=gen, dtype=torch.float64) for p in start[:2]] for _ in range(25)]
+    ours = [p.clone() for p in start]
+    theirs = [torch.nn.Parameter(p.clone()) for p in start]
+    lr, gamma = 0.03, 0.9
+    opt = (torch.optim.Adam(theirs, lr=lr, foreach=False) if optimizer == "adam"
+           else torch.optim.SGD(theirs, lr=lr, foreach=False))
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
+    plain = training.plain_optimiser(ours, optimizer, lr)
+    for g in grads:
+        plain.zero_grad()
+        opt.zero_grad()
+        for p, q, gi in zip(ours, theirs, g):
+            p.grad, q.grad = gi.clone(), gi.clone()
+        plain.step()
+        plain.lr = plain.lr * gamma
+        opt.step()
+        sched.step()
+    for p, q in zip(ours, theirs):
+        torch.testing.assert_close(p, q.detach(), rtol=0, atol=0)
+    assert torch.equal(ours[2], start[2])
+
+
+def test_plain_optimisers_refuse_bad_settings():
+    with pytest.raises(ValueError, match="optimizer must be"):
+        training.plain_optimiser([torch.zeros(2)], "rmsprop", 0.1)
+    with pytest.raises(ValueError, match="no parameters"):
+        training.PlainSGD([], 0.1)
+    with pytest.raises(ValueError, match="real parameters"):
+        training.PlainAdam([torch.zeros(2, dtype=torch.complex128)], 0.1)
+
+
+def test_the_trainers_build_no_torch_optimiser():
+    """No trainer of training.py imports torch._dynamo (what the first torch.optim optimiser of a process does,
+    1.3-2.0 s in every chapter that trains)."""
+    code = ("import sys, torch\n"
+            "from how_cnns_learn import data, models, training\n"
+            "d = data.digits()\n"
+            "for opt in ('sgd', 'adam'):\n"
+            "    training.train_classifier(models.MLPClassifier(8, 10, hidden=8), d, epochs=1, optimizer=opt)\n"
+            "net = torch.nn.Linear(3, 1)\n"
+            "for opt in ('adam', 'gd'):\n"
+            "    training.train_weight_decay(net, lambda m: m(torch.ones(2, 3)).square().mean(), weight_decay=0.1,\n"
+            "                                steps=3, lr=1e-2, lr_final=1e-3, optimizer=opt)\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -49,6 +49,7 @@ from numpy.typing import NDArray
 
 from .fourier import dft, idft, irdft, power_spectrum, rdft
 from .repro import check_device, record_device
+from .training import plain_optimiser
 
 __all__ = [
     "CIRCULANT_MAX_POSITIONS",
@@ -496,34 +497,6 @@ def _dft_matrix(spatial: tuple[int, ...], dtype: torch.dtype, device: torch.devi
     return torch.as_tensor(E, dtype=dtype, device=device)
 
 
-class _Adam:
-    """Adam (β = (0.9, 0.999), ε = 1e-8, no decoupled decay) on tensors whose ``.grad`` is set: the arithmetic of
-    torch's single-tensor ``torch.optim.Adam`` step, written out so that no ``torch.optim`` optimiser is built (the
-    first one in a process imports ``torch._dynamo``, about 1.4 s).
-    """
-
-    def __init__(self, params: Sequence[torch.Tensor], betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8) -> None:
-        self.betas, self.eps, self.t = betas, eps, 0
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-
-    def __call__(self, params: Sequence[torch.Tensor], lr: float) -> None:
-        (b1, b2), self.t = self.betas, self.t + 1
-        step_size = lr / (1 - b1 ** float(self.t))
-        bias_correction2_sqrt = (1 - b2 ** float(self.t)) ** 0.5
-        for p, m, v in zip(params, self.m, self.v):
-            m.lerp_(p.grad, 1 - b1)
-            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
-            p.addcdiv_(m, (v.sqrt() / bias_correction2_sqrt).add_(self.eps), value=-step_size)
-
-
-def _gradient_descent(params: Sequence[torch.Tensor], lr: float) -> None:
-    """``θ ← θ − η∇`` on tensors whose ``.grad`` is set (torch's ``SGD`` step without momentum, written out)."""
-    for p in params:
-        p.add_(p.grad, alpha=-lr)
-
-
 def _conjugate_index(spatial: tuple[int, ...]) -> NDArray[np.int_]:
     """``(F,)``: the flat (row-major) index of the frequency ``−m`` for every flat frequency ``m``."""
     grids = np.meshgrid(*[np.arange(n) for n in spatial], indexing="ij")
@@ -565,7 +538,7 @@ def train_linear_cnns(
     and Adam is elementwise, so the iterates equal the one-network trainer's up to float rounding (unit test, float64
     ≤ 1e-10). Each step multiplies the filters by the DFT matrix, chains the ``(F, C_out, C_in)`` blocks of every
     stack and runs the chain back for the gradient (written out, no autograd graph: half the time of autograd on the
-    CPU), then one optimiser step for all (Adam or gradient descent written out with torch's arithmetic: no
+    CPU), then one optimiser step for all (:func:`~how_cnns_learn.training.plain_optimiser`: torch's arithmetic, no
     ``torch.optim`` object, whose first construction in a process imports ``torch._dynamo``, about 1.4 s).
 
     Args:
@@ -643,7 +616,7 @@ def train_linear_cnns(
             "E": E, "EH": E.mH.contiguous(),
             "weight": torch.as_tensor(mult / (cl * F), dtype=dtype, device=dev).view(1, -1, 1, 1)})   # (1, M, 1, 1)
     params = [p for st in stacks for p in st["params"]]
-    update = _Adam(params) if optimizer == "adam" else _gradient_descent
+    update = plain_optimiser(params, optimizer, lr)  # torch.optim's arithmetic, no torch.optim object
     gamma = (lr_final / lr) ** (1.0 / steps) if lr_final is not None else 1.0
 
     def objective(grad: bool) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -713,7 +686,6 @@ def train_linear_cnns(
                 rows.append(row)
 
     rows: list[dict[str, Any]] = []
-    lr_now = float(lr)
     with torch.no_grad():
         for step in range(steps):
             total, parts = objective(grad=True)
@@ -721,8 +693,8 @@ def train_linear_cnns(
                 record(step, parts, write_back=False)
             if not torch.isfinite(total):
                 raise FloatingPointError(f"objective became {total.item()} at step {step}; lower the learning rate")
-            update(params, lr_now)
-            lr_now = lr_now * gamma                   # torch's ExponentialLR: lr ← lr·γ after every step
+            update.step()
+            update.lr = update.lr * gamma             # torch's ExponentialLR: lr ← lr·γ after every step
         record(steps, objective(grad=False)[1], write_back=True)
     table = pd.DataFrame(rows).sort_values(["network", "step"], kind="stable").reset_index(drop=True)
     table.attrs["device"] = str(ran_on)

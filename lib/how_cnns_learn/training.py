@@ -28,7 +28,7 @@ at once; everything that trains an ordinary ``torch.nn.Module`` by autograd live
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -41,9 +41,12 @@ from .data import CueConflictData, TrainingSet
 from .repro import check_device, progress_bar, record_device
 
 __all__ = [
+    "PlainAdam",
+    "PlainSGD",
     "Recorder",
     "evaluate_cue_conflict",
     "model_outputs",
+    "plain_optimiser",
     "train_classifier",
     "train_classifiers",
     "train_weight_decay",
@@ -89,19 +92,22 @@ def _squared_error(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 0.5 * ((out - target) ** 2).sum(-1)
 
 
-class _PlainSGD:
-    """Plain SGD steps ``θ ← θ − lr·∇L`` (no momentum, no weight decay): the trainers' ``optimizer="sgd"``.
+class PlainSGD:
+    """Plain gradient steps ``θ ← θ − lr·∇L`` (no momentum, no weight decay) on tensors whose ``.grad`` is set.
 
-    Each step is ``param.add_(param.grad, alpha=-lr)`` under ``torch.no_grad()``, exactly the update of
-    ``torch.optim.SGD``'s single-tensor path (the CPU default: the same bits, unit test), and ``zero_grad`` sets the
-    gradients to ``None`` as torch's does; written out so that no ``torch.optim`` optimiser is built (the first one
-    in a process imports ``torch._dynamo``: 1.3–1.8 s, measured).
+    Each :meth:`step` is ``param.add_(param.grad, alpha=-lr)`` under ``torch.no_grad()``, exactly the update of
+    ``torch.optim.SGD``'s single-tensor path (the CPU default: the same bits, unit test); :meth:`zero_grad` sets the
+    gradients to ``None`` as torch's does, and a schedule sets :attr:`lr` between steps. The library's trainers use
+    this and :class:`PlainAdam` instead of ``torch.optim``: the first ``torch.optim`` optimiser built in a process
+    imports ``torch._dynamo`` (1.3–2.0 s, measured), a fixed cost that every chapter would pay.
     """
 
-    def __init__(self, params: Sequence[torch.Tensor] | Any, lr: float) -> None:
-        self.params, self.lr = list(params), lr
+    def __init__(self, params: Iterable[torch.Tensor], lr: float) -> None:
+        self.params, self.lr = list(params), float(lr)
+        if not self.params:
+            raise ValueError("the optimiser got no parameters")
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
             p.grad = None
 
@@ -112,9 +118,47 @@ class _PlainSGD:
                 p.add_(p.grad, alpha=-self.lr)
 
 
-def _optimiser(params: Any, optimizer: str, lr: float) -> _PlainSGD | torch.optim.Adam:
-    """``"sgd"``: :class:`_PlainSGD`; ``"adam"``: ``torch.optim.Adam`` with its default betas."""
-    return _PlainSGD(params, lr) if optimizer == "sgd" else torch.optim.Adam(params, lr=lr)
+class PlainAdam(PlainSGD):
+    """Adam (``betas``, ``eps``; no weight decay, no amsgrad) with the arithmetic of torch's single-tensor
+    ``torch.optim.Adam`` step (the CPU default; the same bits, unit test):
+
+    ``m ← m + (1 − β₁)(g − m)``, ``v ← β₂v + (1 − β₂)g²``, ``θ ← θ − (lr/(1 − β₁ᵗ))·m / (√v/√(1 − β₂ᵗ) + ε)``,
+
+    with ``t`` counted per parameter (a parameter without a gradient is skipped, as torch does).
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        super().__init__(params, lr)
+        if any(p.is_complex() for p in self.params):
+            raise ValueError("PlainAdam takes real parameters (torch's Adam views complex ones as real pairs)")
+        self.betas, self.eps = betas, eps
+        self.state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in self.params]
+        self.steps = [0] * len(self.params)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        b1, b2 = self.betas
+        for i, (p, (m, v)) in enumerate(zip(self.params, self.state)):
+            if p.grad is None:
+                continue
+            self.steps[i] += 1
+            t = float(self.steps[i])
+            m.lerp_(p.grad, 1 - b1)
+            v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+            step_size = self.lr / (1 - b1**t)
+            bias_correction2_sqrt = (1 - b2**t) ** 0.5
+            p.addcdiv_(m, (v.sqrt() / bias_correction2_sqrt).add_(self.eps), value=-step_size)
+
+
+def plain_optimiser(params: Iterable[torch.Tensor], optimizer: str, lr: float) -> PlainSGD:
+    """The trainers' optimisers: ``"sgd"`` or ``"gd"`` → :class:`PlainSGD`, ``"adam"`` → :class:`PlainAdam`
+    (torch's default betas and eps)."""
+    if optimizer in ("sgd", "gd"):
+        return PlainSGD(params, lr)
+    if optimizer == "adam":
+        return PlainAdam(params, lr)
+    raise ValueError(f"optimizer must be 'sgd', 'gd' or 'adam', got {optimizer!r}")
 
 
 def train_classifier(
@@ -177,7 +221,7 @@ def train_classifier(
     else:
         train = torch.arange(len(y))
         X_test, _, y_test = _as_tensors(test_data, dtype, dev)
-    optimiser = _optimiser(model.parameters(), optimizer, lr)
+    optimiser = plain_optimiser(model.parameters(), optimizer, lr)
     batch_size = len(train) if batch_size is None else batch_size
 
     def objective(out: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
@@ -472,7 +516,7 @@ def train_classifiers(
         X_test, _, y_test = _as_tensors(test_data, dtype, dev)
         shared_test = True
     shared_train = test_data is not None
-    optimiser = _optimiser(stacked.parameters(), optimizer, lr)
+    optimiser = plain_optimiser(stacked.parameters(), optimizer, lr)
     n_train = train.shape[1]
     batch_size = n_train if batch_size is None else batch_size
     full_batch = shared_train and batch_size >= n_train  # every network sees every item: one shared input
@@ -596,9 +640,8 @@ def train_weight_decay(
     model.to(dev)
     ran_on = record_device(model, by="train_weight_decay")
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
-    gamma = (lr_final / lr) ** (1.0 / steps) if lr_final is not None else 1.0
-    sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma)
+    opt = plain_optimiser(params, optimizer, lr)
+    gamma = (lr_final / lr) ** (1.0 / steps) if lr_final is not None else 1.0  # lr ← lr·γ (torch's ExponentialLR)
     half_decay = weight_decay / 2  # the penalty (λ/2)‖θ‖²
     rows = []
     show = sys.stderr.isatty() if progress is None else progress
@@ -619,7 +662,7 @@ def train_weight_decay(
             raise FloatingPointError(f"objective became {obj.item()} at step {step}; lower the learning rate")
         obj.backward()
         opt.step()
-        sched.step()
+        opt.lr = opt.lr * gamma
     table = pd.DataFrame(rows)
     table.attrs["device"] = str(ran_on)
     return table
