@@ -120,19 +120,3 @@ def test_circular_pad_gradient_is_bit_identical_to_autograd(pad, dtype):
     assert torch.equal(fast, padded)
     (grad,) = torch.autograd.grad(fast, x, g)
     assert torch.equal(grad, expected)
-
-
-def test_plain_sgd_steps_are_bit_identical_to_torch_sgd():
-    torch.manual_seed(0)
-    ours = models.ConvClassifier(16, 4, (3, 3), channels=3, activation="relu").float()
-    theirs = copy.deepcopy(ours)
-    X = torch.as_tensor(CUE.train.inputs, dtype=torch.float32).unsqueeze(1)
-    reference = torch.optim.SGD(theirs.parameters(), lr=0.1)
-    plain = training.PlainSGD(ours.parameters(), lr=0.1)
-    for step in range(3):
-        for net, optimiser in ((ours, plain), (theirs, reference)):
-            optimiser.zero_grad()
-            net(X[step * 10 : step * 10 + 10]).square().mean().backward()
-            optimiser.step()
-    for p, q in zip(ours.parameters(), theirs.parameters()):
-        assert p.grad is not None and torch.equal(p, q)
