@@ -163,6 +163,11 @@ def test_row_signal_and_crops():
 def test_diagnostics():
     assert agop.prewitt_correlation(agop.PREWITT.ravel()) == pytest.approx(1.0)
     assert agop.prewitt_correlation(agop.PREWITT.T.ravel()) == pytest.approx(1.0)
+    U = np.random.default_rng(0).standard_normal((50, 9))
+    U[0] = agop.PREWITT.ravel()
+    assert np.allclose(agop.prewitt_correlations(U), [agop.prewitt_correlation(u) for u in U], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="zero vector"):
+        agop.prewitt_correlations(np.zeros((2, 9)))
     assert agop.spatial_dc_energy(np.ones(9))[0] == pytest.approx(1.0)
     assert agop.spatial_dc_energy(agop.PREWITT.ravel())[0] == pytest.approx(0.0)
     assert np.allclose(agop.channel_energy(np.r_[np.ones(9), np.zeros(18)], 3, 3), [1, 0, 0])

@@ -61,6 +61,7 @@ __all__ = [
     "patch_gradients",
     "pearson",
     "prewitt_correlation",
+    "prewitt_correlations",
     "psd_power",
     "psd_sqrt",
     "select_ridge",
@@ -602,6 +603,21 @@ def prewitt_correlation(u: NDArray[np.floating]) -> float:
     for k in (PREWITT, PREWITT.T):
         out = max(out, abs(float(np.corrcoef(v, k.ravel())[0, 1])))
     return out
+
+
+def prewitt_correlations(U: NDArray[np.floating]) -> NDArray[np.floating]:
+    """:func:`prewitt_correlation` of every row of ``U`` ``(k, 9)``, ``(k,)``, in a few array operations (equal to it
+    up to float rounding; e.g. for the null distribution of many random directions)."""
+    u = np.asarray(U, dtype=float)
+    if u.ndim != 2 or u.shape[1] != 9:
+        raise ValueError(f"U must have shape (k, 9): one 3×3 patch vector per row, got {u.shape}")
+    if np.any(np.linalg.norm(u, axis=1) == 0):
+        raise ValueError("the zero vector has no direction")
+    centred = u - u.mean(1, keepdims=True)
+    centred /= np.linalg.norm(centred, axis=1, keepdims=True)
+    kernels = np.stack([k.ravel() - k.mean() for k in (PREWITT, PREWITT.T)], axis=1)  # (9, 2)
+    kernels /= np.linalg.norm(kernels, axis=0)
+    return np.abs(centred @ kernels).max(1)
 
 
 def filter_response(images: torch.Tensor, u: NDArray[np.floating], size: int, padding: int = 0) -> NDArray[np.floating]:
