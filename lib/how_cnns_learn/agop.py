@@ -42,7 +42,7 @@ from torch.func import functional_call, grad, stack_module_state, vmap
 
 from .data import TrainingSet
 from .repro import check_device, progress_bar, record_device
-from .training import train_classifier
+from .training import plain_optimiser, train_classifier
 
 __all__ = [
     "CNFACNN",
@@ -766,7 +766,7 @@ def train_cnfa_cnns(
     X = torch.as_tensor(data.inputs, dtype=dtype, device=dev).unsqueeze(1)
     y = torch.as_tensor(data.targets, device=dev).argmax(1)
     generators = [torch.Generator().manual_seed(s) for s in seeds]
-    optimiser = torch.optim.Adam(list(params.values()), lr=lr)
+    optimiser = plain_optimiser(list(params.values()), "adam", lr)
     N = len(y)
     for _ in progress_bar(range(epochs), enabled=progress, leave=False, desc="epochs"):
         order = torch.stack([torch.randperm(N, generator=g) for g in generators]).to(dev)  # (S, N)
