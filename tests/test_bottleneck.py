@@ -1,8 +1,6 @@
 """Tests of the convolution-bottleneck module: FFT convolution, Parseval, gradients, closed forms, bad input."""
 
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -300,19 +298,6 @@ def test_stacked_linear_trainer_records_gradient_descent_like_the_one_network_tr
     assert table["|h_1|"].iloc[-1] > 10 * table["|h_1|"].iloc[0]        # it learned
     for wa, wb in zip(alone.filters, stacked.filters):
         torch.testing.assert_close(wb.detach(), wa.detach(), rtol=0, atol=1e-10)
-
-
-def test_stacked_trainer_builds_no_torch_optimiser():
-    """train_linear_cnns does not import torch._dynamo (what the first torch.optim optimiser of a process does)."""
-    code = ("import sys, how_cnns_learn.bottleneck as bn\n"
-            "assert 'torch._dynamo' not in sys.modules\n"
-            "net = bn.CircularCNN([1, 2, 1], 8, seed=0)\n"
-            "bn.train_linear_cnns([net], [bn.lowpass_blocks(8, 1)], weight_decay=1e-3, steps=3, lr=1e-2)\n"
-            "bn.train_linear_cnns([net], [bn.lowpass_blocks(8, 1)], weight_decay=0.0, steps=3, lr=1e-2,\n"
-            "                     optimizer='gd')\n"
-            "print('torch._dynamo' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
 
 
 def test_conjugate_half_counts_every_frequency_once():

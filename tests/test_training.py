@@ -232,13 +232,18 @@ def test_plain_optimisers_refuse_bad_settings():
 
 
 def test_the_trainers_build_no_torch_optimiser():
-    """No trainer of training.py imports torch._dynamo (what the first torch.optim optimiser of a process does,
-    1.3-2.0 s in every chapter that trains)."""
+    """No trainer of the library imports torch._dynamo (what the first torch.optim optimiser of a process does,
+    1.3-2.0 s in every chapter that trains): the classifier, weight-decay and stacked linear-CNN trainers."""
     code = ("import sys, torch\n"
-            "from how_cnns_learn import data, models, training\n"
+            "from how_cnns_learn import bottleneck as bn, data, models, training\n"
+            "net = bn.CircularCNN([1, 2, 1], 8, seed=0)\n"
+            "for opt in ('adam', 'gd'):\n"
+            "    bn.train_linear_cnns([net], [bn.lowpass_blocks(8, 1)], weight_decay=1e-3, steps=3, lr=1e-2, optimizer=opt)\n"
             "d = data.digits()\n"
             "for opt in ('sgd', 'adam'):\n"
             "    training.train_classifier(models.MLPClassifier(8, 10, hidden=8), d, epochs=1, optimizer=opt)\n"
+            "    training.train_classifiers([models.MLPClassifier(8, 10, hidden=8) for _ in (0, 1)], d, seeds=[0, 1], epochs=1,\n"
+            "                               optimizer=opt)\n"
             "net = torch.nn.Linear(3, 1)\n"
             "for opt in ('adam', 'gd'):\n"
             "    training.train_weight_decay(net, lambda m: m(torch.ones(2, 3)).square().mean(), weight_decay=0.1,\n"
