@@ -167,3 +167,17 @@ def test_badges_and_tables_are_published_as_html_and_as_myst():
     tables = cs._tables_markdown()
     assert tables.startswith("**Results**") and "| w | 1 | 1 | rtol 0\\.1 |" in tables
     assert "<p class='claims-table-title'><b>Results</b></p>" in cs._tables_html()
+
+
+def test_binomial_sd_matches_the_sampling_spread_of_a_fraction():
+    rng = np.random.default_rng(0)
+    draws = rng.binomial(400, 0.3, size=20000) / 400
+    assert claims_api.binomial_sd(0.3, 400) == pytest.approx(draws.std(), rel=0.03)  # 20,000 draws: ~0.5 % error
+    population = np.r_[np.ones(300), np.zeros(700)]
+    subsets = np.array([rng.choice(population, 400, replace=False).mean() for _ in range(5000)])
+    assert claims_api.binomial_sd(0.3, 400, population=1000) == pytest.approx(subsets.std(), rel=0.05)
+    assert claims_api.binomial_sd(0.5, 100) == 0.05
+    with pytest.raises(ValueError, match="0 <= p <= 1"):
+        claims_api.binomial_sd(1.5, 10)
+    with pytest.raises(ValueError, match="population of 5"):
+        claims_api.binomial_sd(0.5, 10, population=5)

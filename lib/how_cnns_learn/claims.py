@@ -64,6 +64,7 @@ __all__ = [
     "Claim",
     "ClaimFailure",
     "ClaimSet",
+    "binomial_sd",
     "format_value",
     "mean_tolerance",
     "theory_html",
@@ -114,6 +115,22 @@ def format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def binomial_sd(p: float, n: int, *, population: int | None = None) -> float:
+    """Standard deviation ``√(p(1 − p)/n)`` of a fraction (an accuracy, a share of images) measured on ``n`` items
+    whose true probability is ``p``; with ``population`` the items are drawn without replacement from a fixed set of
+    that size (hypergeometric correction ``(N − n)/(N − 1)``). ``p = ½`` gives the largest value, ``√(1/(4n))``.
+
+    >>> binomial_sd(0.5, 100)
+    0.05
+    """
+    if not 0.0 <= p <= 1.0 or n < 1:
+        raise ValueError(f"binomial_sd needs 0 <= p <= 1 and n >= 1, got p={p}, n={n}")
+    if population is not None and not n <= population:
+        raise ValueError(f"binomial_sd: n = {n} items cannot be drawn from a population of {population}")
+    correction = 1.0 if population is None or population == 1 else (population - n) / (population - 1)
+    return float(math.sqrt(p * (1 - p) / n * correction))
 
 
 def mean_tolerance(values: Sequence[float] | np.ndarray, *, z: float = 3.0) -> float:
