@@ -107,7 +107,7 @@ class PlainSGD:
         if not self.params:
             raise ValueError("the optimiser got no parameters")
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
+    def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
@@ -646,7 +646,7 @@ def train_weight_decay(
     rows = []
     show = sys.stderr.isatty() if progress is None else progress
     for step in progress_bar(range(steps + 1), desc=desc, enabled=show, mininterval=2.0):
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss = loss_fn(model)
         sq = sum((p**2).sum() for p in params)
         obj = loss + half_decay * sq
