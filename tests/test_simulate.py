@@ -91,6 +91,29 @@ def test_measure_transitions_on_an_exact_logistic():
     assert row.width == pytest.approx(float(theory.transition_width(s[0], lr)), abs=1.0)
 
 
+def test_crossing_steps_interpolate_a_logistic_within_the_derived_bound():
+    """Midpoints of logistics recorded every 5 steps, interpolated: within κΔ²/(12√3) of the true t50, far closer
+    than the first record above ½ (up to Δ late)."""
+    s, lr, every = np.array([2.0, 1.0, 0.5]), 0.05, 5
+    kappa = 2 * lr * s  # the logistic's rate per step (phi* = 1)
+    steps = np.arange(0, 800, every)
+    t50 = np.array([201.3, 333.7, 512.9])
+    a = theory.logistic_through(steps[:, None], s, t50, lr)[:, None, :]  # (T, 1, 3)
+    got = simulate.crossing_steps(steps, a, s)[0]
+    bound = kappa * every**2 / (12 * np.sqrt(3))
+    assert np.all(np.abs(got - t50) <= bound)
+    first_above = simulate.measure_transitions(steps, a, s).t50.to_numpy()
+    assert np.all(np.abs(first_above - t50) > bound)  # the rival without interpolation misses by more
+    ramp = np.linspace(0, 1, 11)[:, None, None]
+    assert simulate.crossing_steps(np.arange(11) * 10, ramp, np.ones(1), level=0.25)[0, 0] == pytest.approx(25.0)
+    with pytest.raises(ValueError, match="never reaches it"):
+        simulate.crossing_steps(np.arange(3), np.zeros((3, 1, 1)), np.ones(1))
+    with pytest.raises(ValueError, match="above it at the first record"):
+        simulate.crossing_steps(np.arange(3), np.ones((3, 1, 1)), np.ones(1))
+    with pytest.raises(ValueError, match="level must be"):
+        simulate.crossing_steps(np.arange(3), np.ones((3, 1, 1)), np.ones(1), level=1.0)
+
+
 def test_bad_inputs_raise():
     st = data.designed_structure()
     train = data.structure_items(st)
